@@ -1,0 +1,80 @@
+// TOML configuration with strict checking.
+//
+// A daemon reads its config through ConfigTable getters, then calls CheckNoUnknownKeys(): a key
+// nobody asked for is reported with file and line ("store.toml:7: unknown key 'blob_max_byte'
+// in [limits]"), as is a value of the wrong type ("store.toml:3: 'listen' must be a string, got
+// integer"). Getters leave the output untouched when the key is absent (defaults live in the
+// caller's struct).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace toml {
+inline namespace v3 {
+class table;
+}
+}  // namespace toml
+
+namespace trustmoe {
+
+class ConfigTable {
+ public:
+  // NotFound when the file is missing; InvalidArgument "file:line:col: <parse error>" when it
+  // is not valid TOML; files over 1 MiB are refused.
+  static Result<ConfigTable> LoadFile(const std::string& path);
+  // `source_name` is used in messages in place of a file name.
+  static Result<ConfigTable> Parse(std::string_view text, std::string source_name);
+
+  ConfigTable(ConfigTable&&) noexcept;
+  ConfigTable& operator=(ConfigTable&&) noexcept;
+  ~ConfigTable();
+
+  bool Has(std::string_view key) const;
+
+  Status Get(std::string_view key, std::string* out);
+  Status Get(std::string_view key, bool* out);
+  Status Get(std::string_view key, int64_t* out);
+  // Negative values and values above the type's range are InvalidArgument.
+  Status Get(std::string_view key, uint64_t* out);
+  Status Get(std::string_view key, uint32_t* out);
+  Status Get(std::string_view key, int* out);
+  Status Get(std::string_view key, double* out);  // accepts integers too
+  Status Get(std::string_view key, std::vector<std::string>* out);
+
+  // Like Get, but InvalidArgument "file: missing required key 'x' in [section]" when absent.
+  template <typename T>
+  Status Require(std::string_view key, T* out) {
+    if (!Has(key)) return MissingKey(key);
+    return Get(key, out);
+  }
+
+  // The sub-table `key` (an empty table when absent; InvalidArgument when not a table).
+  Result<ConfigTable> Table(std::string_view key);
+
+  // InvalidArgument naming the first key (with file:line) in this table or any sub-table
+  // obtained from it that no getter asked for.
+  Status CheckNoUnknownKeys() const;
+
+  // "file" and "file:line" helpers for messages about values that parse but are wrong.
+  const std::string& source() const { return *source_; }
+  std::string Where(std::string_view key) const;
+
+ private:
+  struct Shared;
+  ConfigTable(std::shared_ptr<Shared> shared, const toml::table* table, std::string section);
+  Status MissingKey(std::string_view key) const;
+
+  std::shared_ptr<Shared> shared_;
+  const toml::table* table_;
+  std::string section_;  // "" for the root, "limits", "tls.client", ...
+  std::shared_ptr<std::string> source_;
+};
+
+}  // namespace trustmoe
