@@ -1,0 +1,40 @@
+// Shared pieces of the `trustmoe` CLI's subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+
+namespace trustmoe::cli {
+
+// Each subcommand group registers itself on the app and sets `run` to its action when chosen.
+using Action = std::function<Status()>;
+
+void AddKeyCommands(CLI::App& app, Action* run);
+void AddCertCommands(CLI::App& app, Action* run);
+void AddStoreCommands(CLI::App& app, Action* run);
+
+// Prints "\r<verb> 12.0 MiB / 1.0 GiB (1%) 300.2 MiB/s" on a terminal, or a line per quarter
+// otherwise; only for transfers of at least 8 MiB.
+class Progress {
+ public:
+  explicit Progress(std::string verb);
+  void Update(uint64_t done, uint64_t total);
+  void Finish();
+
+ private:
+  std::string verb_;
+  bool tty_;
+  int64_t start_ms_;
+  int64_t last_ms_ = 0;
+  int last_quarter_ = 0;
+  bool shown_ = false;
+};
+
+std::string HumanBytes(uint64_t bytes);
+
+}  // namespace trustmoe::cli

@@ -1,0 +1,26 @@
+// trustmoe: the one CLI of TrustMoE (keys, certificates, store; later genesis, jobs, ledger).
+#include <cstdio>
+
+#include "cli/cli.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"trustmoe: command line of TrustMoE (keys, certificates, blob store)"};
+  app.set_version_flag("--version", "trustmoe 0.1.0");
+  app.require_subcommand(1);
+  trustmoe::cli::Action run;
+  trustmoe::cli::AddKeyCommands(app, &run);
+  trustmoe::cli::AddCertCommands(app, &run);
+  trustmoe::cli::AddStoreCommands(app, &run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!run) return 2;
+  trustmoe::Status status = run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "trustmoe: error: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

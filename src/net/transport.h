@@ -1,0 +1,62 @@
+// The one place where gRPC servers and channels are made (docs/transport-security.md).
+//
+// Every daemon and client takes a TransportConfig from its TOML [tls] table or its flags:
+//   mode = "plaintext"  development on loopback only: a plaintext listen address or endpoint
+//                       that is not loopback is refused
+//   mode = "tls"        server presents cert/key; clients check it against ca
+//   mode = "mtls"       as tls, and the server also requires a client certificate issued by ca
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+
+namespace trustmoe::net {
+
+enum class TlsMode { kPlaintext, kTls, kMutualTls };
+
+struct TransportConfig {
+  TlsMode mode = TlsMode::kPlaintext;
+  std::string cert_file;  // PEM certificate of this process (server; client in mtls)
+  std::string key_file;   // PEM private key matching cert_file
+  std::string ca_file;    // PEM CA that issued the peers' certificates
+  // Name expected in the server's certificate when it differs from the endpoint's host.
+  std::string server_name_override;
+  // Largest message accepted or sent, bytes.
+  int message_bytes_max = 8 << 20;
+};
+
+// Reads mode, cert, key, ca, server_name from `table` (the [tls] table). Missing files and
+// inconsistent settings (tls without cert) are InvalidArgument naming the key.
+Status ParseTransportConfig(ConfigTable& table, TransportConfig* out);
+Result<TlsMode> ParseTlsMode(std::string_view s);
+
+// True for 127.0.0.0/8, ::1 and "localhost" (with or without a port).
+bool IsLoopbackAddress(const std::string& host_port);
+
+// A started server. `bound_port` is the port actually bound (useful with port 0).
+struct StartedServer {
+  std::unique_ptr<grpc::Server> server;
+  int bound_port = 0;
+};
+
+// Builds and starts a server listening on `listen` ("host:port") with `services`.
+// Unavailable when the address cannot be bound; InvalidArgument for plaintext on a non-loopback
+// address or unreadable TLS files.
+Result<StartedServer> StartServer(const std::string& listen, const TransportConfig& config,
+                                  const std::vector<grpc::Service*>& services);
+
+// A channel to `endpoint` ("host:port"). Checks the config (and files) but does not connect.
+Result<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& endpoint,
+                                                   const TransportConfig& config);
+
+// Status <-> grpc::Status, one to one on codes.
+grpc::Status ToGrpcStatus(const Status& status);
+Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace trustmoe::net
