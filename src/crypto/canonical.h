@@ -29,9 +29,9 @@ class CanonicalWriter {
   CanonicalWriter& U64(uint64_t v);
   CanonicalWriter& I64(int64_t v);
   CanonicalWriter& Bool(bool v);
-  CanonicalWriter& Blob(ByteSpan v);  // length-prefixed
+  CanonicalWriter& Blob(ByteSpan v);         // length-prefixed
   CanonicalWriter& Str(std::string_view v);  // length-prefixed
-  CanonicalWriter& Fixed(const Digest& v);  // 32 raw bytes
+  CanonicalWriter& Fixed(const Digest& v);   // 32 raw bytes
 
   const Bytes& bytes() const { return out_; }
   Bytes Take() { return std::move(out_); }
@@ -44,16 +44,18 @@ class CanonicalWriter {
 
 class CanonicalReader {
  public:
-  // Fails with InvalidArgument at construction-time use if the domain tag differs: call
-  // ExpectDomain first.
+  // Reads `data`, which must outlive the reader. Call ExpectDomain first. Every method returns
+  // InvalidArgument, saying what and at which offset, on truncated input, a declared length
+  // above its bound or an out-of-range value; after an error the reader should be discarded.
   explicit CanonicalReader(ByteSpan data) : data_(data) {}
 
+  // InvalidArgument unless the next field is the string `domain`.
   Status ExpectDomain(std::string_view domain);
   Result<uint8_t> U8();
   Result<uint32_t> U32();
   Result<uint64_t> U64();
   Result<int64_t> I64();
-  Result<bool> Bool();
+  Result<bool> Bool();  // only 0 and 1 are accepted
   // `max_bytes` bounds the declared length (hostile input).
   Result<Bytes> Blob(uint32_t max_bytes);
   Result<std::string> Str(uint32_t max_bytes);

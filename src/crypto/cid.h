@@ -56,8 +56,10 @@ class MerkleTree {
   void Path(uint64_t index, uint64_t begin, uint64_t end, std::vector<Digest>* out) const;
 
   uint64_t leaf_count_;
-  // levels_[0] are the leaves; levels_[k][i] is the hash of the perfect subtree of 2^k leaves
-  // starting at leaf i * 2^k, where such a subtree exists.
+  // levels_[0] are the leaves; levels_[k][i] is the RFC 6962 hash of leaves
+  // [i * 2^k, min((i + 1) * 2^k, leaf_count_)): a level of odd size promotes its last node
+  // unchanged, which yields exactly the RFC 6962 shape. Every subtree that PATH visits is one of
+  // these nodes, so Subtree() is O(1) and Proof() is O(log n).
   std::vector<std::vector<Digest>> levels_;
   Digest root_{};
 };
@@ -65,7 +67,9 @@ class MerkleTree {
 // Root of the tree over `leaves` (at least one).
 Digest MerkleRoot(const std::vector<Digest>& leaves);
 
-// True when `leaf` at `index` of a tree of `leaf_count` leaves leads through `proof` to `root`.
+// True when the leaf hash `leaf` at `index` of a tree of `leaf_count` leaves leads through
+// `proof` to `root` (RFC 9162 section 2.1.3.2). False, never a crash, for index >= leaf_count,
+// leaf_count == 0, or a proof that is too short or too long for (index, leaf_count).
 bool VerifyMerkleProof(const Digest& leaf, uint64_t index, uint64_t leaf_count,
                        const std::vector<Digest>& proof, const Digest& root);
 
@@ -88,7 +92,8 @@ class CidBuilder {
 };
 
 Cid ComputeCid(ByteSpan data);
-// CID of a file's contents; NotFound / Internal with the path when it cannot be read.
+// CID of a file's contents, read in kChunkBytes buffers. NotFound / PermissionDenied / Internal
+// naming the path when it cannot be read.
 Result<Cid> ComputeFileCid(const std::string& path);
 
 }  // namespace trustmoe::crypto

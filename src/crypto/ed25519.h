@@ -44,13 +44,24 @@ class PublicKey {
 
 class PrivateKey {
  public:
+  // An all-zero seed; obtain real keys from Generate, FromSeed, FromPem or LoadPem.
+  PrivateKey() = default;
+  PrivateKey(const PrivateKey&) = default;
+  PrivateKey(PrivateKey&&) noexcept = default;
+  PrivateKey& operator=(const PrivateKey&) = default;
+  PrivateKey& operator=(PrivateKey&&) noexcept = default;
+  // Zeroes the seed.
+  ~PrivateKey();
+
+  // 32 random bytes from OpenSSL's private DRBG as the seed.
   static Result<PrivateKey> Generate();
   // From the 32-byte RFC 8032 seed (the "secret key" of the test vectors).
   static Result<PrivateKey> FromSeed(ByteSpan seed);
   // PKCS#8 "-----BEGIN PRIVATE KEY-----" text.
   static Result<PrivateKey> FromPem(std::string_view pem);
-  // Loads a PEM file. PermissionDenied, naming the file and the fix (chmod 600), when the file
-  // is readable or writable by group or others; NotFound when it does not exist.
+  // Loads a PEM file. PermissionDenied, naming the file, its mode and the fix (chmod 600), when
+  // the file is readable, writable or executable by group or others (st_mode & 077); NotFound
+  // when it does not exist; InvalidArgument when it is not an Ed25519 PKCS#8 PEM.
   static Result<PrivateKey> LoadPem(const std::string& path);
 
   // Writes the key as PKCS#8 PEM with mode 0600, atomically (temporary file, fsync, rename).
