@@ -18,8 +18,9 @@
 
 namespace toml {
 inline namespace v3 {
+class node;
 class table;
-}
+}  // namespace v3
 }  // namespace toml
 
 namespace trustmoe {
@@ -70,6 +71,14 @@ class ConfigTable {
   struct Shared;
   ConfigTable(std::shared_ptr<Shared> shared, const toml::table* table, std::string section);
   Status MissingKey(std::string_view key) const;
+  // The value at `key` (nullptr when absent), recorded as read.
+  const toml::node* Lookup(std::string_view key);
+  // "key" at the top level, "section.key" in a sub-table.
+  std::string FullName(std::string_view key) const;
+  // "file:line: 'name' must be <expected>, got <type>".
+  Status WrongType(std::string_view key, const toml::node& node, std::string_view expected) const;
+  // Get(int64_t) then a range check naming the bound that failed; the caller checks Has().
+  Status GetInRange(std::string_view key, int64_t min, int64_t max, int64_t* out);
 
   std::shared_ptr<Shared> shared_;
   const toml::table* table_;

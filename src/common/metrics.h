@@ -58,6 +58,11 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 
 class MetricsRegistry {
  public:
+  MetricsRegistry();
+  ~MetricsRegistry();  // defined where Family is complete
+  MetricsRegistry(const MetricsRegistry&) = delete;
+  MetricsRegistry& operator=(const MetricsRegistry&) = delete;
+
   // The same (name, labels) returns the same object; pointers stay valid for the registry's
   // life. `help` is taken from the first call for a name. Names must match
   // [a-zA-Z_:][a-zA-Z0-9_:]* (checked; a bad name is a bug).
