@@ -104,8 +104,15 @@ Upload::~Upload() {
 Status Upload::WriteChunk() {
   uint64_t index = leaves_.size();
   leaves_.push_back(crypto::LeafHash(buffer_));
-  rocksdb::Status s = store_->db_->Put(rocksdb::WriteOptions(), ChunkKey(id_, index),
-                                       AsSlice(buffer_));
+  return WriteChunkBytes(index, buffer_);
+}
+
+Status Upload::WriteChunkBytes(uint64_t index, ByteSpan chunk) {
+  // Large uploads skip the WAL: Commit() flushes the memtable before the blob becomes
+  // visible, so a crash can lose only chunks of uploads that were never committed.
+  rocksdb::WriteOptions options;
+  options.disableWAL = size_ >= kUnloggedUploadBytesMin;
+  rocksdb::Status s = store_->db_->Put(options, ChunkKey(id_, index), AsSlice(chunk));
   buffer_.clear();
   return FromRocks(s, "writing chunk");
 }
@@ -122,6 +129,15 @@ Status Upload::Append(uint64_t offset, ByteSpan data) {
                                    std::to_string(size_) + " bytes");
   }
   while (!data.empty()) {
+    if (buffer_.empty() && data.size() >= crypto::kChunkBytes) {
+      // A whole chunk in the message: hash and store it without copying it first.
+      ByteSpan chunk = data.first(crypto::kChunkBytes);
+      leaves_.push_back(crypto::LeafHash(chunk));
+      TRUSTMOE_RETURN_IF_ERROR(WriteChunkBytes(leaves_.size() - 1, chunk));
+      data = data.subspan(crypto::kChunkBytes);
+      received_ += crypto::kChunkBytes;
+      continue;
+    }
     size_t room = crypto::kChunkBytes - buffer_.size();
     size_t n = std::min(room, data.size());
     buffer_.insert(buffer_.end(), data.begin(), data.begin() + n);
@@ -169,6 +185,11 @@ Result<std::pair<BlobMeta, bool>> Upload::Commit(bool pin) {
   leaves.reserve(leaves_.size() * 32);
   for (const auto& leaf : leaves_) leaves.append(reinterpret_cast<const char*>(leaf.data()), 32);
 
+  if (size_ >= kUnloggedUploadBytesMin) {
+    rocksdb::FlushOptions flush;
+    flush.wait = true;
+    TRUSTMOE_RETURN_IF_ERROR(FromRocks(store_->db_->Flush(flush), "flushing chunks"));
+  }
   rocksdb::WriteBatch batch;
   batch.Put(MetaKey(cid), EncodeMeta(meta));
   batch.Put(LeavesKey(cid), leaves);
@@ -200,8 +221,11 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const BlobStoreOptions& optio
   opts.min_blob_size = 64 << 10;
   opts.blob_file_size = 256ull << 20;
   opts.enable_blob_garbage_collection = true;
-  opts.write_buffer_size = 128ull << 20;
-  opts.max_write_buffer_number = 4;
+  // Small memtables start flushing early, so a large upload's flush overlaps its stream
+  // instead of all happening at commit.
+  opts.write_buffer_size = 32ull << 20;
+  opts.max_write_buffer_number = 6;
+  opts.max_background_jobs = 2;
   opts.compression = rocksdb::kNoCompression;
   opts.blob_compression_type = rocksdb::kNoCompression;
   rocksdb::DB* db = nullptr;
@@ -316,8 +340,15 @@ Result<std::vector<crypto::Digest>> BlobStore::Leaves(const BlobMeta& meta) cons
 }
 
 Result<Bytes> BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index) const {
+  std::string value;
+  TRUSTMOE_RETURN_IF_ERROR(ReadChunk(meta, index, &value));
+  const auto* p = reinterpret_cast<const uint8_t*>(value.data());
+  return Bytes(p, p + value.size());
+}
+
+Status BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index, std::string* out) const {
   TRUSTMOE_CHECK(index < meta.chunk_count);
-  rocksdb::PinnableSlice value;
+  rocksdb::PinnableSlice value(out);
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
                                ChunkKey(meta.upload_id, index), &value);
   if (!s.ok()) {
@@ -328,8 +359,8 @@ Result<Bytes> BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index) const {
     return Status::DataLoss("chunk " + std::to_string(index) + " of " + meta.cid.ToString() +
                             " has the wrong length");
   }
-  const auto* p = reinterpret_cast<const uint8_t*>(value.data());
-  return Bytes(p, p + value.size());
+  if (value.IsPinned()) out->assign(value.data(), value.size());
+  return Status::Ok();
 }
 
 Result<BlobMeta> BlobStore::SetPinned(const crypto::Cid& cid, bool pinned) {

@@ -31,6 +31,10 @@ class DB;
 
 namespace trustmoe::storage {
 
+// Uploads at least this large write their chunks without the WAL and flush the memtable
+// before committing: half the disk writes for large blobs, no flush per small blob.
+inline constexpr uint64_t kUnloggedUploadBytesMin = 8 << 20;
+
 struct BlobStoreOptions {
   std::string path;                           // RocksDB directory (created if missing)
   uint64_t blob_bytes_max = 4ull << 30;       // largest single blob
@@ -80,6 +84,7 @@ class Upload {
   friend class BlobStore;
   Upload(BlobStore* store, uint64_t id, uint64_t size);
   Status WriteChunk();
+  Status WriteChunkBytes(uint64_t index, ByteSpan chunk);
 
   BlobStore* store_;
   uint64_t id_;
@@ -107,6 +112,8 @@ class BlobStore {
   Result<std::vector<crypto::Digest>> Leaves(const BlobMeta& meta) const;
   // Chunk `index` of a stored blob. DataLoss when it is missing or has the wrong length.
   Result<Bytes> ReadChunk(const BlobMeta& meta, uint64_t index) const;
+  // Same, into `out` (its buffer is reused).
+  Status ReadChunk(const BlobMeta& meta, uint64_t index, std::string* out) const;
 
   Result<BlobMeta> SetPinned(const crypto::Cid& cid, bool pinned);
   // Blobs with CID > after (all when null), in CID order, at most `limit`.

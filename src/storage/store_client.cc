@@ -182,17 +182,17 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
   crypto::CidBuilder builder;
   Status read_status;
   uint64_t offset = 0;
+  v1::PutRequest chunk_msg;  // reused: its buffer is allocated once
+  v1::PutChunk* chunk = chunk_msg.mutable_chunk();
+  std::string* data = chunk->mutable_data();
   while (open && offset < size) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kPutPieceBytes, size - offset));
-    msg.Clear();
-    v1::PutChunk* chunk = msg.mutable_chunk();
     chunk->set_offset(offset);
-    std::string* data = chunk->mutable_data();
     data->resize(n);
     read_status = read(offset, reinterpret_cast<uint8_t*>(data->data()), n);
     if (!read_status.ok()) break;
     builder.Update(AsBytes(*data));
-    open = stream->Write(msg);
+    open = stream->Write(chunk_msg);
     offset += n;
     if (progress) progress(offset, size);
   }
@@ -310,6 +310,7 @@ Result<Bytes> StoreClient::Get(const crypto::Cid& cid, uint64_t bytes_max) {
                                         " bytes is over the limit of " +
                                         std::to_string(bytes_max) + " for an in-memory read");
     }
+    if (out.empty()) out.reserve(static_cast<size_t>(blob_size));
     out.insert(out.end(), data.begin(), data.end());
     return Status::Ok();
   });

@@ -195,16 +195,15 @@ Status StoreService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& reque
   v1::GetResponse response;
   for (uint64_t index = offset / crypto::kChunkBytes; index < meta.chunk_count; ++index) {
     if (ctx->IsCancelled()) return Status::Cancelled("client went away");
-    TRUSTMOE_ASSIGN_OR_RETURN(Bytes chunk, store_->ReadChunk(meta, index));
-    response.Clear();
+    TRUSTMOE_RETURN_IF_ERROR(store_->ReadChunk(meta, index, response.mutable_data()));
+    response.clear_proof();
     response.set_index(index);
     response.set_blob_size(meta.size);
-    response.set_data(chunk.data(), chunk.size());
     for (const crypto::Digest& sibling : tree.Proof(index)) {
       response.add_proof(sibling.data(), sibling.size());
     }
     if (!writer->Write(response)) return Status::Cancelled("client went away");
-    bytes_out_->Inc(static_cast<double>(chunk.size()));
+    bytes_out_->Inc(static_cast<double>(response.data().size()));
   }
   return Status::Ok();
 }
