@@ -1,5 +1,6 @@
 #include "storage/blob_cache.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -59,7 +59,11 @@ Status ReadWriters(ConfigTable& root, StoreConfig* config) {
   }
   for (const std::string& file : key_files) {
     auto key = crypto::PublicKey::LoadPem(file);
-    if (!key.ok()) return key.status().WithContext(auth.Where("writer_key_files"));
+    // InvalidArgument whatever the cause: NotFound from LoadStoreConfig means the config itself.
+    if (!key.ok()) {
+      return Status::InvalidArgument(auth.Where("writer_key_files") + ": " +
+                                     key.status().ToString());
+    }
     config->writers.insert(*key);
   }
   return Status::Ok();
