@@ -18,7 +18,11 @@ void AddKeyCommands(CLI::App& app, Action* run) {
   keygen->callback([run] {
     *run = [] {
       TRUSTMOE_ASSIGN_OR_RETURN(crypto::PrivateKey key, crypto::PrivateKey::Generate());
-      TRUSTMOE_RETURN_IF_ERROR(key.SavePem(out, force));
+      Status saved = key.SavePem(out, force);
+      if (saved.code() == StatusCode::kAlreadyExists) {
+        return Status::AlreadyExists(out + " exists: use --force to overwrite it");
+      }
+      TRUSTMOE_RETURN_IF_ERROR(saved);
       TRUSTMOE_RETURN_IF_ERROR(WriteFileAtomic(out + ".pub", key.public_key().ToPem(), 0644));
       std::printf("wrote %s (private, 0600) and %s.pub\npublic key: %s\n", out.c_str(),
                   out.c_str(), key.public_key().Hex().c_str());

@@ -24,9 +24,20 @@ Status ParseTransportConfig(ConfigTable& table, TransportConfig* out) {
   TRUSTMOE_RETURN_IF_ERROR(table.Get("key", &out->key_file));
   TRUSTMOE_RETURN_IF_ERROR(table.Get("ca", &out->ca_file));
   TRUSTMOE_RETURN_IF_ERROR(table.Get("server_name", &out->server_name_override));
-  if (out->mode != TlsMode::kPlaintext && out->ca_file.empty()) {
-    return Status::InvalidArgument(table.source() + ": [tls] mode '" + mode +
-                                   "' needs ca = \"<cluster CA certificate>\"");
+  if (out->mode == TlsMode::kPlaintext) return Status::Ok();
+  // A daemon both serves and calls: with TLS it needs its certificate, key and the CA.
+  const std::pair<const char*, const std::string*> files[] = {
+      {"cert", &out->cert_file}, {"key", &out->key_file}, {"ca", &out->ca_file}};
+  for (const auto& [key, path] : files) {
+    if (path->empty()) {
+      return Status::InvalidArgument(table.source() + ": [tls] mode '" + mode + "' needs " + key +
+                                     " = \"<PEM file>\" (docs/transport-security.md)");
+    }
+    auto content = ReadFile(*path, 1 << 20);
+    if (!content.ok()) {
+      return Status::InvalidArgument(table.Where(key) + ": [tls] " + key + ": " +
+                                     content.status().message());
+    }
   }
   return Status::Ok();
 }

@@ -31,8 +31,9 @@ struct TransportConfig {
   int message_bytes_max = 8 << 20;
 };
 
-// Reads mode, cert, key, ca, server_name from `table` (the [tls] table). Missing files and
-// inconsistent settings (tls without cert) are InvalidArgument naming the key.
+// Reads mode, cert, key, ca, server_name from `table` (the [tls] table) of a daemon's config.
+// With mode tls or mtls, cert, key and ca must all be set and readable (a daemon serves and
+// calls); otherwise InvalidArgument naming the key.
 Status ParseTransportConfig(ConfigTable& table, TransportConfig* out);
 Result<TlsMode> ParseTlsMode(std::string_view s);
 

@@ -145,10 +145,16 @@ Result<std::string> BlobCache::Fetch(const crypto::Cid& cid) {
   static std::atomic<uint64_t> counter{0};
   std::string tmp = options_.dir + "/tmp/" + crypto::DigestHex(cid.root) + "." +
                     std::to_string(::getpid()) + "." + std::to_string(counter++);
-  Status status = client_->GetToFile(cid, tmp);
+  Status status = client_->GetToFile(cid, tmp, {}, options_.bytes_max);
   if (!status.ok()) return status.WithContext("fetching " + cid.ToString() + " into the cache");
+  // Account for the verified bytes on disk, not for what the store claimed in Stat.
+  struct stat st {};
+  if (::stat(tmp.c_str(), &st) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::Internal("downloaded file " + tmp + " vanished");
+  }
   std::lock_guard<std::mutex> l(mu_);
-  InsertLocked(cid, info.size);  // evicts others first, then the rename makes it visible
+  InsertLocked(cid, static_cast<uint64_t>(st.st_size));  // evicts others first, then the rename makes it visible
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     RemoveLocked(cid, false);
     ::unlink(tmp.c_str());

@@ -317,17 +317,31 @@ void BlobStore::Abort(uint64_t upload_id, uint64_t reserved) {
   reserved_bytes_ -= reserved;
 }
 
-Result<BlobMeta> BlobStore::Stat(const crypto::Cid& cid) const {
+static rocksdb::ReadOptions ReadAt(const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot;
+  return options;
+}
+
+Result<BlobMeta> BlobStore::Stat(const crypto::Cid& cid) const { return StatAt(cid, nullptr); }
+
+Result<BlobMeta> BlobStore::StatAt(const crypto::Cid& cid,
+                                   const rocksdb::Snapshot* snapshot) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MetaKey(cid), &value);
+  rocksdb::Status s = db_->Get(ReadAt(snapshot), MetaKey(cid), &value);
   if (s.IsNotFound()) return Status::NotFound("blob " + cid.ToString() + " is not stored here");
   TRUSTMOE_RETURN_IF_ERROR(FromRocks(s, "reading metadata"));
   return DecodeMeta(cid, value);
 }
 
 Result<std::vector<crypto::Digest>> BlobStore::Leaves(const BlobMeta& meta) const {
+  return LeavesAt(meta, nullptr);
+}
+
+Result<std::vector<crypto::Digest>> BlobStore::LeavesAt(const BlobMeta& meta,
+                                                        const rocksdb::Snapshot* snapshot) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), LeavesKey(meta.cid), &value);
+  rocksdb::Status s = db_->Get(ReadAt(snapshot), LeavesKey(meta.cid), &value);
   TRUSTMOE_RETURN_IF_ERROR(FromRocks(s, "reading leaf hashes of " + meta.cid.ToString()));
   if (value.size() != meta.chunk_count * 32) {
     return Status::DataLoss("leaf hashes of " + meta.cid.ToString() + " are damaged");
@@ -341,16 +355,21 @@ Result<std::vector<crypto::Digest>> BlobStore::Leaves(const BlobMeta& meta) cons
 
 Result<Bytes> BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index) const {
   std::string value;
-  TRUSTMOE_RETURN_IF_ERROR(ReadChunk(meta, index, &value));
+  TRUSTMOE_RETURN_IF_ERROR(ReadChunkAt(meta, index, nullptr, &value));
   const auto* p = reinterpret_cast<const uint8_t*>(value.data());
   return Bytes(p, p + value.size());
 }
 
 Status BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index, std::string* out) const {
+  return ReadChunkAt(meta, index, nullptr, out);
+}
+
+Status BlobStore::ReadChunkAt(const BlobMeta& meta, uint64_t index,
+                              const rocksdb::Snapshot* snapshot, std::string* out) const {
   TRUSTMOE_CHECK(index < meta.chunk_count);
   rocksdb::PinnableSlice value(out);
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
-                               ChunkKey(meta.upload_id, index), &value);
+  rocksdb::Status s =
+      db_->Get(ReadAt(snapshot), db_->DefaultColumnFamily(), ChunkKey(meta.upload_id, index), &value);
   if (!s.ok()) {
     return Status::DataLoss("chunk " + std::to_string(index) + " of " + meta.cid.ToString() +
                             " cannot be read: " + s.ToString());
@@ -361,6 +380,19 @@ Status BlobStore::ReadChunk(const BlobMeta& meta, uint64_t index, std::string* o
   }
   if (value.IsPinned()) out->assign(value.data(), value.size());
   return Status::Ok();
+}
+
+Result<std::unique_ptr<BlobReader>> BlobStore::OpenReader(const crypto::Cid& cid) const {
+  std::unique_ptr<BlobReader> reader(new BlobReader(this, db_->GetSnapshot()));
+  TRUSTMOE_ASSIGN_OR_RETURN(reader->meta_, StatAt(cid, reader->snapshot_));
+  TRUSTMOE_ASSIGN_OR_RETURN(reader->leaves_, LeavesAt(reader->meta_, reader->snapshot_));
+  return reader;
+}
+
+BlobReader::~BlobReader() { store_->db_->ReleaseSnapshot(snapshot_); }
+
+Status BlobReader::ReadChunk(uint64_t index, std::string* out) const {
+  return store_->ReadChunkAt(meta_, index, snapshot_, out);
 }
 
 Result<BlobMeta> BlobStore::SetPinned(const crypto::Cid& cid, bool pinned) {

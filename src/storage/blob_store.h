@@ -27,6 +27,7 @@
 
 namespace rocksdb {
 class DB;
+class Snapshot;
 }
 
 namespace trustmoe::storage {
@@ -59,6 +60,31 @@ struct GcReport {
 
 class BlobStore;
 
+// A consistent view of one blob for one download: chunks stay readable through it even if the
+// blob is unpinned and collected while the download runs. Thread-compatible.
+class BlobReader {
+ public:
+  ~BlobReader();
+  BlobReader(const BlobReader&) = delete;
+  BlobReader& operator=(const BlobReader&) = delete;
+
+  const BlobMeta& meta() const { return meta_; }
+  const std::vector<crypto::Digest>& leaves() const { return leaves_; }
+  // Chunk `index` into `out` (its buffer is reused). DataLoss when missing or of the wrong
+  // length.
+  Status ReadChunk(uint64_t index, std::string* out) const;
+
+ private:
+  friend class BlobStore;
+  BlobReader(const BlobStore* store, const rocksdb::Snapshot* snapshot)
+      : store_(store), snapshot_(snapshot) {}
+
+  const BlobStore* store_;
+  const rocksdb::Snapshot* snapshot_;
+  BlobMeta meta_;
+  std::vector<crypto::Digest> leaves_;
+};
+
 // One blob being written. Bytes are appended in order; Finish() computes the CID; Commit()
 // makes the blob visible. Destroying an Upload that was not committed deletes its chunks and
 // releases its reservation. Not thread-safe (one stream writes one upload).
@@ -82,6 +108,31 @@ class Upload {
 
  private:
   friend class BlobStore;
+
+// A consistent view of one blob for one download: chunks stay readable through it even if the
+// blob is unpinned and collected while the download runs. Thread-compatible.
+class BlobReader {
+ public:
+  ~BlobReader();
+  BlobReader(const BlobReader&) = delete;
+  BlobReader& operator=(const BlobReader&) = delete;
+
+  const BlobMeta& meta() const { return meta_; }
+  const std::vector<crypto::Digest>& leaves() const { return leaves_; }
+  // Chunk `index` into `out` (its buffer is reused). DataLoss when missing or of the wrong
+  // length.
+  Status ReadChunk(uint64_t index, std::string* out) const;
+
+ private:
+  friend class BlobStore;
+  BlobReader(const BlobStore* store, const rocksdb::Snapshot* snapshot)
+      : store_(store), snapshot_(snapshot) {}
+
+  const BlobStore* store_;
+  const rocksdb::Snapshot* snapshot_;
+  BlobMeta meta_;
+  std::vector<crypto::Digest> leaves_;
+};
   Upload(BlobStore* store, uint64_t id, uint64_t size);
   Status WriteChunk();
   Status WriteChunkBytes(uint64_t index, ByteSpan chunk);
@@ -109,6 +160,8 @@ class BlobStore {
 
   // NotFound when the blob is not stored.
   Result<BlobMeta> Stat(const crypto::Cid& cid) const;
+  // A snapshot reader of a stored blob (NotFound when it is not stored).
+  Result<std::unique_ptr<BlobReader>> OpenReader(const crypto::Cid& cid) const;
   Result<std::vector<crypto::Digest>> Leaves(const BlobMeta& meta) const;
   // Chunk `index` of a stored blob. DataLoss when it is missing or has the wrong length.
   Result<Bytes> ReadChunk(const BlobMeta& meta, uint64_t index) const;
@@ -129,10 +182,16 @@ class BlobStore {
 
  private:
   friend class Upload;
+  friend class BlobReader;
   explicit BlobStore(const BlobStoreOptions& options);
   Status Recover();
   void Abort(uint64_t upload_id, uint64_t reserved);
   Result<BlobMeta> SetPinnedLocked(const crypto::Cid& cid, bool pinned);  // mu_ held
+  Result<BlobMeta> StatAt(const crypto::Cid& cid, const rocksdb::Snapshot* snapshot) const;
+  Result<std::vector<crypto::Digest>> LeavesAt(const BlobMeta& meta,
+                                               const rocksdb::Snapshot* snapshot) const;
+  Status ReadChunkAt(const BlobMeta& meta, uint64_t index, const rocksdb::Snapshot* snapshot,
+                     std::string* out) const;
 
   BlobStoreOptions options_;
   Clock* clock_;

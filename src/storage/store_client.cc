@@ -228,8 +228,20 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
 
 Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uint64_t* next_index,
                                  uint64_t* blob_size, const ChunkSink& sink) {
+  if (*next_index == 0) {
+    // The size is needed for the stream's deadline; every chunk is checked against it below
+    // (a wrong size fails at the last chunk at the latest, docs/formats/cid.md).
+    grpc::ClientContext stat_ctx;
+    SetDeadline(&stat_ctx, options_.rpc_timeout_ms);
+    v1::StatRequest stat;
+    stat.set_cid(cid.ToString());
+    v1::BlobInfo info;
+    grpc::Status status = endpoint.stub->Stat(&stat_ctx, stat, &info);
+    if (!status.ok()) return net::FromGrpcStatus(status);
+    *blob_size = info.size();
+  }
   grpc::ClientContext ctx;
-  uint64_t remaining = *blob_size == UINT64_MAX ? 0 : *blob_size - *next_index * crypto::kChunkBytes;
+  uint64_t remaining = *blob_size - std::min(*blob_size, *next_index * crypto::kChunkBytes);
   SetDeadline(&ctx, options_.rpc_timeout_ms +
                         static_cast<int64_t>(remaining * 1000 / options_.stream_rate_min_bytes_per_s));
   v1::GetRequest request;
@@ -248,9 +260,7 @@ Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uin
       return Status::DataLoss("chunk " + std::to_string(index) + " of " + cid.ToString() +
                               " failed verification: " + why + "; it was not kept");
     };
-    if (*blob_size == UINT64_MAX) {
-      *blob_size = response.blob_size();
-    } else if (response.blob_size() != *blob_size) {
+    if (response.blob_size() != *blob_size) {
       return bad("the store changed the blob size it claims");
     }
     uint64_t count = crypto::ChunkCount(*blob_size);
@@ -281,7 +291,7 @@ Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uin
   }
   grpc::Status status = stream->Finish();
   if (!status.ok()) return net::FromGrpcStatus(status);
-  if (*blob_size == UINT64_MAX || *next_index < crypto::ChunkCount(*blob_size)) {
+  if (*next_index < crypto::ChunkCount(*blob_size)) {
     return Status::Unavailable("stream ended before the last chunk");
   }
   return Status::Ok();
@@ -289,7 +299,7 @@ Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uin
 
 Status StoreClient::Download(const crypto::Cid& cid, const ChunkSink& sink) {
   uint64_t next_index = 0;
-  uint64_t blob_size = UINT64_MAX;  // unknown until the first chunk
+  uint64_t blob_size = 0;  // learnt from the endpoint that serves the first chunk
   auto result = WithFailover<bool>([&](Endpoint& endpoint) -> Result<bool> {
     Status status = DownloadFrom(endpoint, cid, &next_index, &blob_size, sink);
     if (!status.ok()) {
@@ -319,12 +329,17 @@ Result<Bytes> StoreClient::Get(const crypto::Cid& cid, uint64_t bytes_max) {
 }
 
 Status StoreClient::GetToFile(const crypto::Cid& cid, const std::string& path,
-                              const ProgressFn& progress) {
+                              const ProgressFn& progress, uint64_t bytes_max) {
   std::string part = path + ".part";
   Fd file;
   file.fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (file.fd < 0) return ErrnoStatus("cannot create", part);
   Status status = Download(cid, [&](uint64_t index, ByteSpan data, uint64_t blob_size) -> Status {
+    if (blob_size > bytes_max) {
+      return Status::ResourceExhausted("blob " + cid.ToString() + " of " +
+                                       std::to_string(blob_size) + " bytes is over the limit of " +
+                                       std::to_string(bytes_max));
+    }
     uint64_t offset = index * crypto::kChunkBytes;
     size_t done = 0;
     while (done < data.size()) {

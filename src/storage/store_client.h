@@ -73,9 +73,10 @@ class StoreClient {
   Result<Bytes> Get(const crypto::Cid& cid, uint64_t bytes_max = 1ull << 30);
   // Verified download into `path`: verified chunks go to "<path>.part", renamed to `path` when
   // complete. DataLoss naming the chunk when no endpoint serves it correctly; the bad bytes are
-  // never written.
+  // never written. ResourceExhausted, with nothing left behind, when the blob is larger than
+  // `bytes_max`.
   Status GetToFile(const crypto::Cid& cid, const std::string& path,
-                   const ProgressFn& progress = {});
+                   const ProgressFn& progress = {}, uint64_t bytes_max = UINT64_MAX);
 
   Result<StoredBlob> Pin(const crypto::Cid& cid);
   Result<StoredBlob> Unpin(const crypto::Cid& cid);

@@ -183,19 +183,19 @@ Status StoreService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& reque
   StreamSlot slot(this);
   TRUSTMOE_RETURN_IF_ERROR(slot.status());
   TRUSTMOE_ASSIGN_OR_RETURN(crypto::Cid cid, ParseCidField(request.cid()));
-  TRUSTMOE_ASSIGN_OR_RETURN(BlobMeta meta, store_->Stat(cid));
+  TRUSTMOE_ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader, store_->OpenReader(cid));
+  const BlobMeta& meta = reader->meta();
   uint64_t offset = request.offset();
   if (offset % crypto::kChunkBytes != 0 || (offset > 0 && offset >= meta.size)) {
     return Status::OutOfRange("offset " + std::to_string(offset) +
                               " must be a multiple of 1 MiB below the blob size " +
                               std::to_string(meta.size));
   }
-  TRUSTMOE_ASSIGN_OR_RETURN(std::vector<crypto::Digest> leaves, store_->Leaves(meta));
-  crypto::MerkleTree tree(std::move(leaves));
+  crypto::MerkleTree tree(reader->leaves());
   v1::GetResponse response;
   for (uint64_t index = offset / crypto::kChunkBytes; index < meta.chunk_count; ++index) {
     if (ctx->IsCancelled()) return Status::Cancelled("client went away");
-    TRUSTMOE_RETURN_IF_ERROR(store_->ReadChunk(meta, index, response.mutable_data()));
+    TRUSTMOE_RETURN_IF_ERROR(reader->ReadChunk(index, response.mutable_data()));
     response.clear_proof();
     response.set_index(index);
     response.set_blob_size(meta.size);

@@ -68,7 +68,7 @@ TEST_F(CliTest, KeygenPutGetStatLsPin) {
   // keygen refuses to overwrite.
   ProcessResult again = Cli({"keygen", "-o", key});
   EXPECT_NE(again.exit_code, 0) << Describe(again);
-  EXPECT_THAT(again.err, HasSubstr("already exists"));
+  EXPECT_THAT(again.err, HasSubstr("exists: use --force"));
 
   ProcessResult pub = Cli({"key", "pub", key + ".pub"});
   ASSERT_EQ(pub.exit_code, 0) << Describe(pub);

@@ -260,6 +260,31 @@ TEST_F(BlobStoreTest, GarbageCollectionRemovesOnlyOldUnpinnedBlobs) {
   EXPECT_EQ(keys.chunks, 1u + 2u);  // c: 1 chunk, old_unpinned again: 2
 }
 
+// A download in progress reads through a snapshot: collecting the blob meanwhile does not cut
+// it, while new readers see the blob gone.
+TEST_F(BlobStoreTest, ReaderKeepsReadingABlobCollectedMeanwhile) {
+  const Bytes data = testing::RandomBytes(2 * kMiB + 5, 23);
+  auto stored = Store(data);
+  ASSERT_TRUE(stored.ok());
+  auto reader = store_->OpenReader(stored->first.cid);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->leaves().size(), 3u);
+
+  clock_.AdvanceMs(48 * kHourMs);
+  auto report = store_->CollectGarbage();
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->blobs_removed, 1u);
+  EXPECT_EQ(store_->OpenReader(stored->first.cid).status().code(), StatusCode::kNotFound);
+
+  Bytes read;
+  std::string chunk;
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*reader)->ReadChunk(i, &chunk).ok());
+    read.insert(read.end(), chunk.begin(), chunk.end());
+  }
+  EXPECT_TRUE(read == data);
+}
+
 // A process that dies mid-upload never runs the Upload's destructor. Simulate that by leaking
 // the Upload (its chunks stay written, its u/ marker stays) and closing the database, then
 // reopen: recovery must remove the chunks and the marker and show nothing. (The daemon test in

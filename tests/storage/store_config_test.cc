@@ -122,7 +122,7 @@ TEST_F(StoreConfigTest, BadValuesAreRefusedNamingTheKey) {
       {Minimal("[auth]\nwriter_key_files = [\"" + dir_.Sub("missing.pub") + "\"]\n"),
        "missing.pub"},
       {Minimal("[log]\nformat = \"xml\"\n"), "'xml'"},
-      {Minimal("[tls]\nmode = \"mtls\"\n"), "ca"},
+      {Minimal("[tls]\nmode = \"mtls\"\n"), "needs cert"},
       {Minimal("[tls]\nmode = \"ssl\"\n"), "mode"},
       {"drain_timeout_s = \"soon\"\n" + Minimal(), "drain_timeout_s"},
       {"listen = \"127.0.0.1\"\ndata_dir = \"/tmp/x\"\nidentity_key = \"/tmp/y\"\n",
@@ -137,6 +137,24 @@ TEST_F(StoreConfigTest, BadValuesAreRefusedNamingTheKey) {
     EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument) << config.status().ToString();
     EXPECT_THAT(config.status().message(), HasSubstr(c.expected));
   }
+}
+
+TEST_F(StoreConfigTest, TlsNeedsCertKeyAndCaThatExist) {
+  auto no_cert = Load(Minimal("[tls]\nmode = \"mtls\"\nca = \"" + identity_path() + "\"\n"));
+  ASSERT_FALSE(no_cert.ok());
+  EXPECT_EQ(no_cert.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_cert.status().message(), HasSubstr("needs cert"));
+
+  auto missing_file = Load(Minimal("[tls]\nmode = \"tls\"\ncert = \"/nonexistent/a.crt\"\n"
+                                   "key = \"" + identity_path() + "\"\nca = \"" +
+                                   identity_path() + "\"\n"));
+  ASSERT_FALSE(missing_file.ok());
+  EXPECT_EQ(missing_file.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing_file.status().message(), HasSubstr("/nonexistent/a.crt"));
+
+  auto bad_mode = Load(Minimal("[tls]\nmode = \"ssl\"\n"));
+  ASSERT_FALSE(bad_mode.ok());
+  EXPECT_THAT(bad_mode.status().message(), HasSubstr("plaintext, tls or mtls"));
 }
 
 TEST_F(StoreConfigTest, MissingFileIsNotFound) {
