@@ -108,31 +108,6 @@ class Upload {
 
  private:
   friend class BlobStore;
-
-// A consistent view of one blob for one download: chunks stay readable through it even if the
-// blob is unpinned and collected while the download runs. Thread-compatible.
-class BlobReader {
- public:
-  ~BlobReader();
-  BlobReader(const BlobReader&) = delete;
-  BlobReader& operator=(const BlobReader&) = delete;
-
-  const BlobMeta& meta() const { return meta_; }
-  const std::vector<crypto::Digest>& leaves() const { return leaves_; }
-  // Chunk `index` into `out` (its buffer is reused). DataLoss when missing or of the wrong
-  // length.
-  Status ReadChunk(uint64_t index, std::string* out) const;
-
- private:
-  friend class BlobStore;
-  BlobReader(const BlobStore* store, const rocksdb::Snapshot* snapshot)
-      : store_(store), snapshot_(snapshot) {}
-
-  const BlobStore* store_;
-  const rocksdb::Snapshot* snapshot_;
-  BlobMeta meta_;
-  std::vector<crypto::Digest> leaves_;
-};
   Upload(BlobStore* store, uint64_t id, uint64_t size);
   Status WriteChunk();
   Status WriteChunkBytes(uint64_t index, ByteSpan chunk);

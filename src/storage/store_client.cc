@@ -231,14 +231,8 @@ Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uin
   if (*next_index == 0) {
     // The size is needed for the stream's deadline; every chunk is checked against it below
     // (a wrong size fails at the last chunk at the latest, docs/formats/cid.md).
-    grpc::ClientContext stat_ctx;
-    SetDeadline(&stat_ctx, options_.rpc_timeout_ms);
-    v1::StatRequest stat;
-    stat.set_cid(cid.ToString());
-    v1::BlobInfo info;
-    grpc::Status status = endpoint.stub->Stat(&stat_ctx, stat, &info);
-    if (!status.ok()) return net::FromGrpcStatus(status);
-    *blob_size = info.size();
+    TRUSTMOE_ASSIGN_OR_RETURN(StoredBlob info, StatOn(endpoint, cid));
+    *blob_size = info.size;
   }
   grpc::ClientContext ctx;
   uint64_t remaining = *blob_size - std::min(*blob_size, *next_index * crypto::kChunkBytes);
@@ -362,17 +356,20 @@ Status StoreClient::GetToFile(const crypto::Cid& cid, const std::string& path,
 
 // ---- Unary calls ----
 
+Result<StoredBlob> StoreClient::StatOn(Endpoint& endpoint, const crypto::Cid& cid) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, options_.rpc_timeout_ms);
+  v1::StatRequest request;
+  request.set_cid(cid.ToString());
+  v1::BlobInfo info;
+  grpc::Status status = endpoint.stub->Stat(&ctx, request, &info);
+  if (!status.ok()) return net::FromGrpcStatus(status);
+  return ParseInfo(info);
+}
+
 Result<StoredBlob> StoreClient::Stat(const crypto::Cid& cid) {
-  return WithFailover<StoredBlob>([&](Endpoint& endpoint) -> Result<StoredBlob> {
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, options_.rpc_timeout_ms);
-    v1::StatRequest request;
-    request.set_cid(cid.ToString());
-    v1::BlobInfo info;
-    grpc::Status status = endpoint.stub->Stat(&ctx, request, &info);
-    if (!status.ok()) return net::FromGrpcStatus(status);
-    return ParseInfo(info);
-  });
+  return WithFailover<StoredBlob>(
+      [&](Endpoint& endpoint) { return StatOn(endpoint, cid); });
 }
 
 Result<StoredBlob> StoreClient::SetPin(const crypto::Cid& cid, bool pin) {

@@ -98,6 +98,7 @@ class StoreClient {
   Result<StoredBlob> PutTo(Endpoint& endpoint, uint64_t size, const ReadAt& read, bool pin,
                            const ProgressFn& progress);
   Result<StoredBlob> SetPin(const crypto::Cid& cid, bool pin);
+  Result<StoredBlob> StatOn(Endpoint& endpoint, const crypto::Cid& cid);
   // Runs `call` on each endpoint in turn until one succeeds or fails with a final error.
   template <typename T>
   Result<T> WithFailover(const std::function<Result<T>(Endpoint&)>& call);

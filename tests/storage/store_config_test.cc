@@ -4,7 +4,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <cstring>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "tests/storage/store_process.h"
 
@@ -218,6 +223,43 @@ TEST_F(StoreConfigTest, DaemonStartsAndStopsCleanlyOnSigterm) {
   EXPECT_TRUE(health.ok()) << health.status().ToString();
   EXPECT_EQ(store->Stop(), 0) << store->Log();
   EXPECT_THAT(store->Log(), HasSubstr("stopped cleanly"));
+}
+
+// Under systemd (Type=notify) the store says READY=1 once serving, pings WATCHDOG=1 when a
+// watchdog is set, and STOPPING=1 on SIGTERM. A datagram socket stands in for systemd.
+TEST_F(StoreConfigTest, DaemonNotifiesSystemdReadyWatchdogAndStopping) {
+  std::string socket_path = dir_.Sub("notify.sock");
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(socket_path.size(), sizeof(addr.sun_path));
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::setenv("NOTIFY_SOCKET", socket_path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "400000", 1);
+  auto store = testing::StoreProcess::Start();
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ASSERT_NE(store, nullptr);
+
+  std::string received;
+  auto receive_until = [&](const std::string& wanted) {
+    return testing::WaitFor([&] {
+      pollfd p{fd, POLLIN, 0};
+      while (::poll(&p, 1, 10) > 0) {
+        char buf[512];
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n > 0) received.append(buf, static_cast<size_t>(n)).push_back('\n');
+      }
+      return received.find(wanted) != std::string::npos;
+    }, std::chrono::seconds(20));
+  };
+  EXPECT_TRUE(receive_until("READY=1")) << received;
+  EXPECT_TRUE(receive_until("WATCHDOG=1")) << received;
+  EXPECT_EQ(store->Stop(), 0) << store->Log();
+  EXPECT_TRUE(receive_until("STOPPING=1")) << received;
+  ::close(fd);
 }
 
 }  // namespace
