@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "common/malloc_tuning.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "crypto/cid.h"
@@ -38,6 +39,7 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  trustmoe::TuneMallocForStreaming();
   uint64_t mib = 1024;
   std::string dir;
   for (int i = 1; i < argc; ++i) {

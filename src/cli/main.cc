@@ -2,8 +2,10 @@
 #include <cstdio>
 
 #include "cli/cli.h"
+#include "common/malloc_tuning.h"
 
 int main(int argc, char** argv) {
+  trustmoe::TuneMallocForStreaming();
   CLI::App app{"trustmoe: command line of TrustMoE (keys, certificates, blob store)"};
   app.set_version_flag("--version", "trustmoe 0.1.0");
   app.require_subcommand(1);

@@ -220,7 +220,10 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const BlobStoreOptions& optio
   opts.enable_blob_files = true;
   opts.min_blob_size = 64 << 10;
   opts.blob_file_size = 256ull << 20;
-  opts.enable_blob_garbage_collection = true;
+  // No blob relocation during compaction: chunks of one upload share blob files and are
+  // deleted together, so a blob file is dropped whole once no key refers to it; relocating
+  // live chunks would rewrite gigabytes behind every large upload.
+  opts.enable_blob_garbage_collection = false;
   // Small memtables start flushing early, so a large upload's flush overlaps its stream
   // instead of all happening at commit.
   opts.write_buffer_size = 32ull << 20;

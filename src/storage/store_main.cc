@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/malloc_tuning.h"
 #include "common/files.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -164,6 +165,7 @@ int Run(const std::string& config_path) {
 }  // namespace trustmoe::storage
 
 int main(int argc, char** argv) {
+  trustmoe::TuneMallocForStreaming();
   trustmoe::BlockShutdownSignals();
   CLI::App app{"trustmoe-store: content-addressed blob service of TrustMoE"};
   std::string config_path;
