@@ -29,7 +29,12 @@ Digest Tag(uint32_t client, uint64_t nonce, ByteSpan payload) {
 }
 
 Bytes EncodeTx(uint32_t client, uint64_t nonce, ByteSpan payload, const Digest& tag) {
-  return CanonicalWriter("trustmoe/sim/tx/v1").U32(client).U64(nonce).Blob(payload).Fixed(tag).Take();
+  return CanonicalWriter("trustmoe/sim/tx/v1")
+      .U32(client)
+      .U64(nonce)
+      .Blob(payload)
+      .Fixed(tag)
+      .Take();
 }
 
 Result<BlockHeader> DecodeHeader(ByteSpan bytes) {

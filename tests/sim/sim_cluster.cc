@@ -1,6 +1,7 @@
 #include "sim_cluster.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -86,6 +87,12 @@ struct Decided {
   Bytes block;
   std::set<TxId> txs;
 };
+
+// The type byte follows the envelope's domain tag (u32 length + 25 bytes).
+bool IsCommit(const Bytes& wire) {
+  constexpr size_t kTypeOffset = 4 + 25;
+  return wire.size() > kTypeOffset && wire[kTypeOffset] == static_cast<uint8_t>(MsgType::kCommit);
+}
 
 std::string Short(const Digest& d) { return crypto::DigestHex(d).substr(0, 8); }
 
@@ -203,8 +210,8 @@ void Simulation::Setup() {
   for (uint32_t c = 0; c < opt_.clients; ++c) {
     for (uint32_t k = 0; k < opt_.txs_per_client; ++k) {
       TxState t;
-      std::string payload = "seed " + std::to_string(opt_.seed) + " client " +
-                            std::to_string(c) + " tx " + std::to_string(k);
+      std::string payload = "seed " + std::to_string(opt_.seed) + " client " + std::to_string(c) +
+                            " tx " + std::to_string(k);
       t.tx = MakeTx(c, k, AsBytes(payload));
       t.id = pbft::ComputeTxId(t.tx);
       t.client = c;
@@ -228,14 +235,14 @@ void Simulation::Schedule() {
     Event start;
     start.time = Range(0, opt_.heal_ms - 1500);
     start.kind = EventKind::kPartitionStart;
-    uint32_t size = static_cast<uint32_t>(Range(1, n / 2));
+    uint32_t size = mix_.split ? n / 2 : static_cast<uint32_t>(Range(1, n / 2));
     std::vector<uint32_t> ids(n);
     for (uint32_t i = 0; i < n; ++i) ids[i] = i;
     std::shuffle(ids.begin(), ids.end(), rng_);
     start.group.assign(ids.begin(), ids.begin() + size);
     Event end = start;
     end.kind = EventKind::kPartitionEnd;
-    end.time = std::min(opt_.heal_ms, start.time + Range(300, 3000));
+    end.time = std::min(opt_.heal_ms, start.time + Range(300, mix_.partition_max_ms));
     Push(std::move(start));
     Push(std::move(end));
   }
@@ -246,7 +253,7 @@ void Simulation::Schedule() {
     crash.node = static_cast<uint32_t>(Range(mix_.byzantine, n - 1));  // honest ones
     Event restart = crash;
     restart.kind = EventKind::kRestart;
-    restart.time = std::min(opt_.heal_ms - 200, crash.time + Range(100, 3000));
+    restart.time = std::min(opt_.heal_ms - 200, crash.time + Range(100, mix_.crash_max_ms));
     Push(std::move(crash));
     Push(std::move(restart));
   }
@@ -337,8 +344,8 @@ void Simulation::OnCommit(uint32_t id, const pbft::CommitAction& commit) {
     return;
   }
   if (commit.seq != node.last_commit + 1) {
-    Fail("order", "replica " + std::to_string(id) + " executed seq " +
-                      std::to_string(commit.seq) + " after " + std::to_string(node.last_commit));
+    Fail("order", "replica " + std::to_string(id) + " executed seq " + std::to_string(commit.seq) +
+                      " after " + std::to_string(node.last_commit));
   }
   node.last_commit = commit.seq;
   if (!node.app->violations().empty()) Fail("order", node.app->violations().front());
@@ -381,7 +388,8 @@ void Simulation::ObserveView(uint32_t id, uint64_t view_before, bool active_befo
   const Node& node = nodes_[id];
   if (!node.replica) return;
   if (node.replica->view() != view_before || node.replica->view_active() != active_before) {
-    Log("r" + std::to_string(id) + (node.replica->view_active() ? " enters view " : " asks for view ") +
+    Log("r" + std::to_string(id) +
+        (node.replica->view_active() ? " enters view " : " asks for view ") +
         std::to_string(node.replica->view()));
   }
 }
@@ -411,6 +419,10 @@ void Simulation::Transmit(uint32_t from, uint32_t to, const Bytes& bytes) {
   ++result_.messages;
   const bool lossy = now_ < opt_.heal_ms || mix_.drops_after_heal;
   if (lossy && Chance(mix_.drop)) return;
+  if (now_ < opt_.heal_ms && mix_.drop_commits > 0 && IsCommit(bytes) &&
+      Chance(mix_.drop_commits)) {
+    return;
+  }
   int copies = Chance(mix_.duplicate) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     Event e;
@@ -492,8 +504,8 @@ void Simulation::ByzantineSend(uint32_t from, uint32_t to, const Bytes& bytes) {
     TRUSTMOE_CHECK(pp.ok() && block.ok());
     block->header.time_ms += 1 + Range(0, 3);
     if (flags & kForgedTxs) {
-      block->txs.push_back(MakeForgedTx(99, static_cast<uint64_t>(Range(0, 1 << 30)),
-                                        AsBytes("forged")));
+      block->txs.push_back(
+          MakeForgedTx(99, static_cast<uint64_t>(Range(0, 1 << 30)), AsBytes("forged")));
       block->header.tx_root = TxRoot(block->txs);
     }
     Bytes alt = block->Encode();
@@ -578,8 +590,8 @@ void Simulation::ByzantineInject(uint32_t id) {
       d[1] = static_cast<uint8_t>(Range(0, 255));
       to_all(pbft::SignEnvelope(MsgType::kPrepare, id, pbft::Prepare{view + 3, next, d}.Body(id),
                                 key));
-      to_all(pbft::SignEnvelope(MsgType::kCommit, id, pbft::Commit{view + 3, next, d}.Body(id),
-                                key));
+      to_all(
+          pbft::SignEnvelope(MsgType::kCommit, id, pbft::Commit{view + 3, next, d}.Body(id), key));
       break;
     }
     case 3: {  // claims to be far ahead
@@ -677,9 +689,8 @@ void Simulation::Handle(const Event& e) {
       t.accepted_ms = now_;
       auto d = decided_.find(e.seq);
       if (d == decided_.end() || d->second.digest != e.digest || d->second.txs.count(t.id) == 0) {
-        Fail("acceptance", "client accepted transaction " + std::to_string(e.tx) +
-                               " at height " + std::to_string(e.seq) +
-                               " where no honest replica executed it");
+        Fail("acceptance", "client accepted transaction " + std::to_string(e.tx) + " at height " +
+                               std::to_string(e.seq) + " where no honest replica executed it");
       }
       return;
     }
@@ -789,6 +800,7 @@ SimResult Simulation::Run() {
   result_.end_ms = now_;
   result_.height = decided_.empty() ? 0 : decided_.rbegin()->first;
   result_.txs = txs_.size();
+  std::array<uint64_t, pbft::kRejectCount> rejects{};
   for (const Node& node : nodes_) {
     if (!node.replica) continue;
     result_.view = std::max(result_.view, node.replica->view());
@@ -797,6 +809,13 @@ SimResult Simulation::Run() {
     result_.view_changes += s.view_changes_started;
     result_.state_transfer_blocks += s.blocks_via_state_transfer;
     result_.rejected += s.RejectedTotal();
+    for (size_t i = 0; i < pbft::kRejectCount; ++i) rejects[i] += s.rejected[i];
+  }
+  for (size_t i = 0; i < pbft::kRejectCount; ++i) {
+    if (rejects[i] == 0) continue;
+    if (!result_.rejects.empty()) result_.rejects += " ";
+    result_.rejects += std::string(pbft::RejectName(static_cast<pbft::Reject>(i))) + "=" +
+                       std::to_string(rejects[i]);
   }
   return result_;
 }
@@ -805,11 +824,11 @@ SimResult Simulation::Run() {
 
 std::string SimResult::Summary() const {
   std::ostringstream out;
-  out << (ok ? "ok" : "FAILED " + invariant + ": " + detail) << " | height " << height
-      << ", view " << view << ", txs " << txs << ", view changes " << view_changes
-      << ", state-transfer blocks " << state_transfer_blocks << ", messages " << messages
-      << ", rejected " << rejected << ", last accept " << last_accept_after_heal_ms
-      << " ms after heal, end " << end_ms << " ms";
+  out << (ok ? "ok" : "FAILED " + invariant + ": " + detail) << " | height " << height << ", view "
+      << view << ", txs " << txs << ", view changes " << view_changes << ", state-transfer blocks "
+      << state_transfer_blocks << ", messages " << messages << ", rejected " << rejected
+      << ", last accept " << last_accept_after_heal_ms << " ms after heal, end " << end_ms << " ms";
+  if (!rejects.empty()) out << " | rejected: " << rejects;
   return out.str();
 }
 
@@ -828,12 +847,27 @@ std::vector<FaultMix> AllMixes() {
   lossy.drops_after_heal = true;
   mixes.push_back(lossy);
 
+  FaultMix commitloss;
+  commitloss.name = "commitloss";
+  commitloss.drop = 0.02;
+  commitloss.drop_commits = 0.5;
+  commitloss.delay_max_ms = 20;
+  mixes.push_back(commitloss);
+
   FaultMix partition = lossy;
   partition.name = "partition";
   partition.drops_after_heal = false;
   partition.partitions = 3;
   partition.submit_to_one = true;
   mixes.push_back(partition);
+
+  FaultMix split = lossy;
+  split.name = "split";
+  split.drops_after_heal = false;
+  split.partitions = 2;
+  split.split = true;
+  split.partition_max_ms = 6000;
+  mixes.push_back(split);
 
   FaultMix crash;
   crash.name = "crash";
@@ -842,6 +876,18 @@ std::vector<FaultMix> AllMixes() {
   crash.crashes = 3;
   crash.torn_crashes = true;
   mixes.push_back(crash);
+
+  FaultMix outage = crash;
+  outage.name = "outage";
+  outage.crashes = 4;
+  outage.crash_max_ms = 6000;
+  mixes.push_back(outage);
+
+  FaultMix amnesia = commitloss;  // crashes while blocks are prepared but not committed
+  amnesia.name = "amnesia";
+  amnesia.crashes = 4;
+  amnesia.torn_crashes = true;
+  mixes.push_back(amnesia);
 
   FaultMix equivocate;
   equivocate.name = "equivocate";

@@ -38,21 +38,26 @@ struct FaultMix {
   std::string name;
   uint32_t f = 1;  // n = 3f + 1
   double drop = 0;
+  double drop_commits = 0;  // extra drop probability for commit messages (before heal_ms)
   double duplicate = 0;
   int64_t delay_min_ms = 1;
   int64_t delay_max_ms = 5;
   double spike = 0;  // probability of a delay of up to spike_ms instead
   int64_t spike_ms = 400;
   int partitions = 0;  // partition episodes before heal_ms
-  int crashes = 0;     // crash / restart episodes before heal_ms
-  bool torn_crashes = false;  // crash in the middle of a step
-  uint32_t byzantine = 0;     // number of byzantine replicas (ids 0, 1, ...; 0 is the first primary)
+  bool split = false;  // partitions cut the cluster in halves: no side has a quorum
+  int64_t partition_max_ms = 3000;
+  int crashes = 0;              // crash / restart episodes before heal_ms
+  int64_t crash_max_ms = 3000;  // longest downtime
+  bool torn_crashes = false;    // crash in the middle of a step
+  uint32_t byzantine = 0;  // number of byzantine replicas (ids 0, 1, ...; 0 is the first primary)
   uint32_t byzantine_flags = 0;
-  bool submit_to_one = false;  // clients send to a single replica (exercises relaying)
+  bool submit_to_one = false;     // clients send to a single replica (exercises relaying)
   bool drops_after_heal = false;  // keep dropping (at `drop`) after heal_ms
 };
 
-// The named mixes: clean, lossy, partition, crash, equivocate, byzantine, chaos, f2.
+// The named mixes: clean, lossy, commitloss, partition, split, crash, outage, amnesia,
+// equivocate, byzantine, chaos, f2.
 std::vector<FaultMix> AllMixes();
 // A mix by name; the "all" pseudo-mix is resolved by the caller. False if unknown.
 bool MixByName(const std::string& name, FaultMix* out);
@@ -83,6 +88,7 @@ struct SimResult {
   uint64_t rejected = 0;
   uint64_t txs = 0;
   int64_t last_accept_after_heal_ms = 0;
+  std::string rejects;  // honest replicas' rejected messages by reason
   std::string Summary() const;
 };
 

@@ -67,11 +67,11 @@ int main(int argc, char** argv) {
     }
     if (!result.ok) {
       ++failed;
-      std::printf("FAIL seed %llu mix %s: %s: %s\n  replay: sim --start %llu --seeds 1 --faults %s "
-                  "--verbose\n",
-                  static_cast<unsigned long long>(seed), options.mix.name.c_str(),
-                  result.invariant.c_str(), result.detail.c_str(),
-                  static_cast<unsigned long long>(seed), options.mix.name.c_str());
+      std::printf(
+          "FAIL seed %llu mix %s: %s: %s\n  replay: sim --start %llu --seeds 1 --faults %s "
+          "--verbose\n",
+          static_cast<unsigned long long>(seed), options.mix.name.c_str(), result.invariant.c_str(),
+          result.detail.c_str(), static_cast<unsigned long long>(seed), options.mix.name.c_str());
     }
   }
   std::printf("%llu seeds from %llu (%s): %llu failed\n", static_cast<unsigned long long>(seeds),

@@ -9,8 +9,8 @@
 namespace trustmoe::sim {
 namespace {
 
-// Seeds per mix; 8 mixes -> 208 seeds in all.
-constexpr uint64_t kSeedsPerMix = 26;
+// Seeds per mix; 12 mixes -> 216 seeds in all.
+constexpr uint64_t kSeedsPerMix = 18;
 
 class SimSeeds : public ::testing::TestWithParam<FaultMix> {};
 

@@ -27,8 +27,7 @@ Status Config::Validate() const {
   if (checkpoint_interval == 0) {
     return Status::InvalidArgument("pbft config: checkpoint_interval must be positive");
   }
-  if (watermark_window < 2 * checkpoint_interval ||
-      watermark_window % checkpoint_interval != 0) {
+  if (watermark_window < 2 * checkpoint_interval || watermark_window % checkpoint_interval != 0) {
     return Status::InvalidArgument(
         "pbft config: watermark_window must be a multiple of checkpoint_interval and at least "
         "twice it");
@@ -43,9 +42,9 @@ Status Config::Validate() const {
     return Status::InvalidArgument("pbft config: pool limits are too small");
   }
   if (message_bytes_max < MessageBytesNeeded() || message_bytes_max > (1ull << 31)) {
-    return Status::InvalidArgument(
-        "pbft config: message_bytes_max must be between " + std::to_string(MessageBytesNeeded()) +
-        " (a new-view with a full window of blocks) and 2 GiB");
+    return Status::InvalidArgument("pbft config: message_bytes_max must be between " +
+                                   std::to_string(MessageBytesNeeded()) +
+                                   " (a new-view with a full window of blocks) and 2 GiB");
   }
   if (view_change_timeout_ms <= 0 || view_change_timeout_max_ms < view_change_timeout_ms) {
     return Status::InvalidArgument("pbft config: bad view change timeouts");

@@ -168,8 +168,7 @@ Status Replica::Restore(const DurableState& durable) {
       if (!vc_env.ok()) return corrupt(kViewKey, vc_env.status());
       Result<ViewChange> vc = ViewChange::Parse(*vc_env, limits_);
       if (!vc.ok()) return corrupt(kViewKey, vc.status());
-      Result<std::vector<AttachedBlock>> attached =
-          DecodeAttachedBlocks(vc_env->payload, limits_);
+      Result<std::vector<AttachedBlock>> attached = DecodeAttachedBlocks(vc_env->payload, limits_);
       if (!attached.ok()) return corrupt(kViewKey, attached.status());
       ViewChangeEntry entry{std::move(*vc), *vc_env, {}};
       for (AttachedBlock& b : *attached) entry.blocks[b.seq] = std::move(b.block);

@@ -175,8 +175,7 @@ void Replica::HandleNewView(const Envelope& e) {
 }
 
 // Starts view `view` with the pre-prepares of its new-view (validated by the caller).
-void Replica::EnterNewView(uint64_t view, const NewViewPlan& plan,
-                           const std::vector<Envelope>& pps,
+void Replica::EnterNewView(uint64_t view, const NewViewPlan& plan, const std::vector<Envelope>& pps,
                            const std::map<uint64_t, Bytes>& blocks, const Envelope& nv) {
   view_ = view;
   view_active_ = true;
@@ -218,6 +217,7 @@ void Replica::EnterNewView(uint64_t view, const NewViewPlan& plan,
     }
     CheckPrepared(seq);
   }
+  RelayPool();
 }
 
 }  // namespace trustmoe::pbft

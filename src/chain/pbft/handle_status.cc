@@ -21,8 +21,7 @@ void Replica::HandleStatus(const Envelope& e) {
   const bool behind = s->view < view_ || (s->view == view_ && !s->view_active);
   if (view_active_ && new_view_ && behind) {
     auto last = new_view_resent_ms_.find(e.sender);
-    if (last == new_view_resent_ms_.end() ||
-        now_ms_ - last->second >= config_.status_interval_ms) {
+    if (last == new_view_resent_ms_.end() || now_ms_ - last->second >= config_.status_interval_ms) {
       new_view_resent_ms_[e.sender] = now_ms_;
       Send(e.sender, *new_view_);
     }

@@ -27,8 +27,8 @@ CanonicalWriter BodyWriter(MsgType type, uint32_t sender) {
 // Positions a reader after the domain and sender of `e.body`.
 Status OpenBody(const Envelope& e, MsgType expected, CanonicalReader* r) {
   if (e.type != expected) {
-    return Status::InvalidArgument(std::string("expected a ") +
-                                   std::string(MsgTypeName(expected)) + " message");
+    return Status::InvalidArgument(std::string("expected a ") + std::string(MsgTypeName(expected)) +
+                                   " message");
   }
   TRUSTMOE_RETURN_IF_ERROR(r->ExpectDomain(BodyDomain(expected)));
   TRUSTMOE_ASSIGN_OR_RETURN(uint32_t sender, r->U32());
@@ -121,32 +121,52 @@ Digest NullBlockDigest(uint64_t seq) {
 
 std::string_view MsgTypeName(MsgType type) {
   switch (type) {
-    case MsgType::kPrePrepare: return "pre-prepare";
-    case MsgType::kPrepare: return "prepare";
-    case MsgType::kCommit: return "commit";
-    case MsgType::kCheckpoint: return "checkpoint";
-    case MsgType::kViewChange: return "view-change";
-    case MsgType::kNewView: return "new-view";
-    case MsgType::kStatus: return "status";
-    case MsgType::kRequest: return "request";
-    case MsgType::kFetchBlocks: return "fetch-blocks";
-    case MsgType::kBlocks: return "blocks";
+    case MsgType::kPrePrepare:
+      return "pre-prepare";
+    case MsgType::kPrepare:
+      return "prepare";
+    case MsgType::kCommit:
+      return "commit";
+    case MsgType::kCheckpoint:
+      return "checkpoint";
+    case MsgType::kViewChange:
+      return "view-change";
+    case MsgType::kNewView:
+      return "new-view";
+    case MsgType::kStatus:
+      return "status";
+    case MsgType::kRequest:
+      return "request";
+    case MsgType::kFetchBlocks:
+      return "fetch-blocks";
+    case MsgType::kBlocks:
+      return "blocks";
   }
   return "unknown";
 }
 
 std::string_view BodyDomain(MsgType type) {
   switch (type) {
-    case MsgType::kPrePrepare: return "trustmoe/pbft/pre-prepare/v1";
-    case MsgType::kPrepare: return "trustmoe/pbft/prepare/v1";
-    case MsgType::kCommit: return "trustmoe/pbft/commit/v1";
-    case MsgType::kCheckpoint: return "trustmoe/pbft/checkpoint/v1";
-    case MsgType::kViewChange: return "trustmoe/pbft/view-change/v1";
-    case MsgType::kNewView: return "trustmoe/pbft/new-view/v1";
-    case MsgType::kStatus: return "trustmoe/pbft/status/v1";
-    case MsgType::kRequest: return "trustmoe/pbft/request/v1";
-    case MsgType::kFetchBlocks: return "trustmoe/pbft/fetch-blocks/v1";
-    case MsgType::kBlocks: return "trustmoe/pbft/blocks/v1";
+    case MsgType::kPrePrepare:
+      return "trustmoe/pbft/pre-prepare/v1";
+    case MsgType::kPrepare:
+      return "trustmoe/pbft/prepare/v1";
+    case MsgType::kCommit:
+      return "trustmoe/pbft/commit/v1";
+    case MsgType::kCheckpoint:
+      return "trustmoe/pbft/checkpoint/v1";
+    case MsgType::kViewChange:
+      return "trustmoe/pbft/view-change/v1";
+    case MsgType::kNewView:
+      return "trustmoe/pbft/new-view/v1";
+    case MsgType::kStatus:
+      return "trustmoe/pbft/status/v1";
+    case MsgType::kRequest:
+      return "trustmoe/pbft/request/v1";
+    case MsgType::kFetchBlocks:
+      return "trustmoe/pbft/fetch-blocks/v1";
+    case MsgType::kBlocks:
+      return "trustmoe/pbft/blocks/v1";
   }
   return "trustmoe/pbft/unknown";
 }
@@ -310,8 +330,7 @@ Result<ViewChange> ViewChange::Parse(const Envelope& e, const Limits& limits) {
   for (uint32_t i = 0; i < certs; ++i) {
     PreparedCert c;
     TRUSTMOE_ASSIGN_OR_RETURN(c.pre_prepare, ReadNested(&r, limits, MsgType::kPrePrepare));
-    TRUSTMOE_ASSIGN_OR_RETURN(c.prepares,
-                              ReadNestedList(&r, limits, MsgType::kPrepare, limits.n));
+    TRUSTMOE_ASSIGN_OR_RETURN(c.prepares, ReadNestedList(&r, limits, MsgType::kPrepare, limits.n));
     vc.prepared.push_back(std::move(c));
   }
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
@@ -429,8 +448,8 @@ Status VerifyCommitCertificate(const Config& config, const CommitCertificate& ce
                                      std::to_string(id));
     }
     if (!signers.insert(id).second) {
-      return Status::Unauthenticated("commit certificate names validator " +
-                                     std::to_string(id) + " twice");
+      return Status::Unauthenticated("commit certificate names validator " + std::to_string(id) +
+                                     " twice");
     }
     Bytes body = Commit{cert.view, cert.seq, cert.digest}.Body(id);
     if (!config.validators[id].Verify(body, sig)) {
@@ -440,8 +459,7 @@ Status VerifyCommitCertificate(const Config& config, const CommitCertificate& ce
   }
   if (signers.size() < config.quorum()) {
     return Status::Unauthenticated("commit certificate has " + std::to_string(signers.size()) +
-                                   " signatures, a quorum is " +
-                                   std::to_string(config.quorum()));
+                                   " signatures, a quorum is " + std::to_string(config.quorum()));
   }
   return Status::Ok();
 }

@@ -17,24 +17,42 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
 std::string_view RejectName(Reject reason) {
   switch (reason) {
-    case Reject::kOversized: return "oversized";
-    case Reject::kMalformed: return "malformed";
-    case Reject::kUnknownSender: return "unknown_sender";
-    case Reject::kFromSelf: return "from_self";
-    case Reject::kBadSignature: return "bad_signature";
-    case Reject::kWrongView: return "wrong_view";
-    case Reject::kOutsideWindow: return "outside_window";
-    case Reject::kStale: return "stale";
-    case Reject::kDuplicate: return "duplicate";
-    case Reject::kNotPrimary: return "not_primary";
-    case Reject::kDigestMismatch: return "digest_mismatch";
-    case Reject::kInvalidBlock: return "invalid_block";
-    case Reject::kConflict: return "conflict";
-    case Reject::kBadCertificate: return "bad_certificate";
-    case Reject::kBadViewChange: return "bad_view_change";
-    case Reject::kBadNewView: return "bad_new_view";
-    case Reject::kBadTx: return "bad_tx";
-    case Reject::kUnsolicited: return "unsolicited";
+    case Reject::kOversized:
+      return "oversized";
+    case Reject::kMalformed:
+      return "malformed";
+    case Reject::kUnknownSender:
+      return "unknown_sender";
+    case Reject::kFromSelf:
+      return "from_self";
+    case Reject::kBadSignature:
+      return "bad_signature";
+    case Reject::kWrongView:
+      return "wrong_view";
+    case Reject::kOutsideWindow:
+      return "outside_window";
+    case Reject::kStale:
+      return "stale";
+    case Reject::kDuplicate:
+      return "duplicate";
+    case Reject::kNotPrimary:
+      return "not_primary";
+    case Reject::kDigestMismatch:
+      return "digest_mismatch";
+    case Reject::kInvalidBlock:
+      return "invalid_block";
+    case Reject::kConflict:
+      return "conflict";
+    case Reject::kBadCertificate:
+      return "bad_certificate";
+    case Reject::kBadViewChange:
+      return "bad_view_change";
+    case Reject::kBadNewView:
+      return "bad_new_view";
+    case Reject::kBadTx:
+      return "bad_tx";
+    case Reject::kUnsolicited:
+      return "unsolicited";
   }
   return "unknown";
 }
@@ -117,16 +135,26 @@ Actions Replica::OnMessage(ByteSpan wire, int64_t now_ms) {
 
 void Replica::Dispatch(const Envelope& e) {
   switch (e.type) {
-    case MsgType::kPrePrepare: return HandlePrePrepare(e);
-    case MsgType::kPrepare: return HandlePrepare(e);
-    case MsgType::kCommit: return HandleCommit(e);
-    case MsgType::kCheckpoint: return HandleCheckpoint(e);
-    case MsgType::kViewChange: return HandleViewChange(e);
-    case MsgType::kNewView: return HandleNewView(e);
-    case MsgType::kStatus: return HandleStatus(e);
-    case MsgType::kRequest: return HandleRequest(e);
-    case MsgType::kFetchBlocks: return HandleFetchBlocks(e);
-    case MsgType::kBlocks: return HandleBlocks(e);
+    case MsgType::kPrePrepare:
+      return HandlePrePrepare(e);
+    case MsgType::kPrepare:
+      return HandlePrepare(e);
+    case MsgType::kCommit:
+      return HandleCommit(e);
+    case MsgType::kCheckpoint:
+      return HandleCheckpoint(e);
+    case MsgType::kViewChange:
+      return HandleViewChange(e);
+    case MsgType::kNewView:
+      return HandleNewView(e);
+    case MsgType::kStatus:
+      return HandleStatus(e);
+    case MsgType::kRequest:
+      return HandleRequest(e);
+    case MsgType::kFetchBlocks:
+      return HandleFetchBlocks(e);
+    case MsgType::kBlocks:
+      return HandleBlocks(e);
   }
 }
 
@@ -270,10 +298,13 @@ Status Replica::AddToPool(Bytes tx, bool relay) {
                                    std::to_string(config_.tx_bytes_max));
   }
   TxId id = ComputeTxId(tx);
-  if (pool_.count(id) != 0) return Status::AlreadyExists("transaction is pending");
+  if (pool_.count(id) != 0) {
+    // A client that submits again may have lost its first try on the way to the primary.
+    if (relay && relay_.size() < config_.request_txs_max) relay_.push_back(std::move(tx));
+    return Status::AlreadyExists("transaction is pending");
+  }
   if (app_->IsTxCommitted(id)) return Status::AlreadyExists("transaction is committed");
-  if (pool_.size() >= config_.pool_txs_max ||
-      pool_bytes_ + tx.size() > config_.pool_bytes_max) {
+  if (pool_.size() >= config_.pool_txs_max || pool_bytes_ + tx.size() > config_.pool_bytes_max) {
     return Status::ResourceExhausted("transaction pool is full");
   }
   TRUSTMOE_RETURN_IF_ERROR(app_->CheckTx(tx));
@@ -311,6 +342,15 @@ void Replica::FlushRelay() {
   relay_.clear();
   if (!view_active_ || config_.Primary(view_) == id_) return;
   Send(config_.Primary(view_), Sign(MsgType::kRequest, request.Body(id_)));
+}
+
+// A new primary may not have seen the transactions clients gave to this backup.
+void Replica::RelayPool() {
+  if (!view_active_ || config_.Primary(view_) == id_) return;
+  for (const auto& [order, id] : pool_order_) {
+    if (relay_.size() >= config_.request_txs_max) break;
+    relay_.push_back(pool_.at(id).tx);
+  }
 }
 
 // ---- Proposal and validation.

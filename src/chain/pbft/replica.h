@@ -167,6 +167,7 @@ class Replica {
   void RemoveFromPool(const TxId& id);
   void PurgePool();
   void FlushRelay();
+  void RelayPool();
   void MaybePropose();
   Status ValidateProposal(uint64_t seq, const Slot& slot);
   void TryValidate(uint64_t seq);
@@ -177,28 +178,27 @@ class Replica {
 
   // ---- handlers, one file each.
   void Dispatch(const Envelope& e);
-  void HandlePrePrepare(const Envelope& e);   // handle_pre_prepare.cc
-  void HandlePrepare(const Envelope& e);      // handle_prepare.cc
+  void HandlePrePrepare(const Envelope& e);  // handle_pre_prepare.cc
+  void HandlePrepare(const Envelope& e);     // handle_prepare.cc
   void CheckPrepared(uint64_t seq);
-  void HandleCommit(const Envelope& e);       // handle_commit.cc
+  void HandleCommit(const Envelope& e);  // handle_commit.cc
   void CheckCommitted(uint64_t seq);
-  void HandleCheckpoint(const Envelope& e);   // handle_checkpoint.cc
+  void HandleCheckpoint(const Envelope& e);  // handle_checkpoint.cc
   void OwnCheckpoint(uint64_t seq, const Digest& block_digest, const Digest& state_digest);
   void CheckStable(uint64_t seq);
   bool CheckCheckpointProof(const Checkpoint& cp, const std::vector<Envelope>& proof);
   void AdoptStable(const Checkpoint& cp, std::vector<Envelope> proof);
-  void HandleViewChange(const Envelope& e);   // handle_view_change.cc
+  void HandleViewChange(const Envelope& e);  // handle_view_change.cc
   bool CheckPreparedCert(const PreparedCert& cert, uint64_t below_view, PrePrepare* out);
-  bool CheckViewChange(const ViewChange& vc, ByteSpan payload,
-                       std::map<uint64_t, Bytes>* blocks);
+  bool CheckViewChange(const ViewChange& vc, ByteSpan payload, std::map<uint64_t, Bytes>* blocks);
   void StartViewChange(uint64_t new_view);
   void ApplyViewChangeRules();
-  void HandleNewView(const Envelope& e);      // handle_new_view.cc
+  void HandleNewView(const Envelope& e);  // handle_new_view.cc
   NewViewPlan PlanNewView(const std::vector<const ViewChange*>& vcs) const;
   void TryBuildNewView();
   void EnterNewView(uint64_t view, const NewViewPlan& plan, const std::vector<Envelope>& pps,
                     const std::map<uint64_t, Bytes>& blocks, const Envelope& nv);
-  void HandleStatus(const Envelope& e);       // handle_status.cc
+  void HandleStatus(const Envelope& e);  // handle_status.cc
   void HandleRequest(const Envelope& e);
   void SendStatus();
   void Retransmit();
@@ -234,9 +234,9 @@ class Replica {
   uint64_t view_ = 0;
   bool view_active_ = true;
   int64_t view_entered_ms_ = 0;
-  uint32_t view_change_streak_ = 0;  // view changes since the last progress
-  int64_t new_view_deadline_ms_ = 0;  // 0: timer not running
-  uint64_t max_assigned_ = 0;         // highest seq with a pre-prepare in this view
+  uint32_t view_change_streak_ = 0;                // view changes since the last progress
+  int64_t new_view_deadline_ms_ = 0;               // 0: timer not running
+  uint64_t max_assigned_ = 0;                      // highest seq with a pre-prepare in this view
   std::map<uint32_t, ViewChangeEntry> latest_vc_;  // highest view-change per sender
   std::optional<Envelope> own_vc_;
   std::optional<Envelope> new_view_;  // that started the current view, with payload

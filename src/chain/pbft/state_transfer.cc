@@ -117,9 +117,9 @@ void Replica::HandleBlocks(const Envelope& e) {
     }
     NotePeerExecuted(e.sender, entry.seq);
     Digest digest = entry.cert.digest;
-    ExecuteCommitted(CommittedBlock{entry.seq, digest, std::move(entry.block),
-                                    std::move(entry.cert)},
-                     /*via_state_transfer=*/true);
+    ExecuteCommitted(
+        CommittedBlock{entry.seq, digest, std::move(entry.block), std::move(entry.cert)},
+        /*via_state_transfer=*/true);
   }
   AfterProgress();
 }
