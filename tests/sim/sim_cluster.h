@@ -69,7 +69,7 @@ struct SimOptions {
   uint32_t txs_per_client = 8;
   int64_t submit_window_ms = 4000;
   int64_t heal_ms = 6000;
-  int64_t liveness_bound_ms = 45000;
+  int64_t liveness_bound_ms = 20000;
   int64_t settle_ms = 3000;
   bool verbose = false;
 };

@@ -300,7 +300,7 @@ Status Replica::AddToPool(Bytes tx, bool relay) {
   TxId id = ComputeTxId(tx);
   if (pool_.count(id) != 0) {
     // A client that submits again may have lost its first try on the way to the primary.
-    if (relay && relay_.size() < config_.request_txs_max) relay_.push_back(std::move(tx));
+    if (relay) Relay(std::move(tx));
     return Status::AlreadyExists("transaction is pending");
   }
   if (app_->IsTxCommitted(id)) return Status::AlreadyExists("transaction is committed");
@@ -308,10 +308,7 @@ Status Replica::AddToPool(Bytes tx, bool relay) {
     return Status::ResourceExhausted("transaction pool is full");
   }
   TRUSTMOE_RETURN_IF_ERROR(app_->CheckTx(tx));
-  if (relay && view_active_ && config_.Primary(view_) != id_ &&
-      relay_.size() < config_.request_txs_max) {
-    relay_.push_back(tx);
-  }
+  if (relay && view_active_ && config_.Primary(view_) != id_) Relay(tx);
   pool_bytes_ += tx.size();
   uint64_t order = pool_next_order_++;
   pool_order_[order] = id;
@@ -336,10 +333,22 @@ void Replica::PurgePool() {
   for (const TxId& id : expired) RemoveFromPool(id);
 }
 
+// Queues a transaction for the request sent to the primary at the end of the step; a request
+// holds at most request_txs_max transactions and half of message_bytes_max.
+void Replica::Relay(Bytes tx) {
+  if (relay_.size() >= config_.request_txs_max ||
+      relay_bytes_ + tx.size() + 8 > config_.message_bytes_max / 2) {
+    return;
+  }
+  relay_bytes_ += tx.size() + 8;
+  relay_.push_back(std::move(tx));
+}
+
 void Replica::FlushRelay() {
   if (relay_.empty()) return;
   Request request{std::move(relay_)};
   relay_.clear();
+  relay_bytes_ = 0;
   if (!view_active_ || config_.Primary(view_) == id_) return;
   Send(config_.Primary(view_), Sign(MsgType::kRequest, request.Body(id_)));
 }
@@ -349,7 +358,7 @@ void Replica::RelayPool() {
   if (!view_active_ || config_.Primary(view_) == id_) return;
   for (const auto& [order, id] : pool_order_) {
     if (relay_.size() >= config_.request_txs_max) break;
-    relay_.push_back(pool_.at(id).tx);
+    Relay(pool_.at(id).tx);
   }
 }
 

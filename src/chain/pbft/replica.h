@@ -166,6 +166,7 @@ class Replica {
   Status AddToPool(Bytes tx, bool relay);
   void RemoveFromPool(const TxId& id);
   void PurgePool();
+  void Relay(Bytes tx);
   void FlushRelay();
   void RelayPool();
   void MaybePropose();
@@ -228,6 +229,7 @@ class Replica {
   Actions out_;
   std::vector<DurableWrite> pending_writes_;
   std::vector<Bytes> relay_;
+  uint64_t relay_bytes_ = 0;
   int64_t timer_requested_ms_ = -1;
 
   // View.
