@@ -2,11 +2,16 @@
 // the command that replays it step by step.
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 
 #include "sim_cluster.h"
 
 namespace trustmoe::sim {
+
+// Test names and ctest listings show the mix by name.
+void PrintTo(const FaultMix& mix, std::ostream* os) { *os << mix.name; }
+
 namespace {
 
 // Seeds per mix; 12 mixes -> 216 seeds in all.
