@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <future>
 
 #include "common/log.h"
 #include "storage/signing.h"
@@ -191,8 +192,11 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
     data->resize(n);
     read_status = read(offset, reinterpret_cast<uint8_t*>(data->data()), n);
     if (!read_status.ok()) break;
-    builder.Update(AsBytes(*data));
+    // Hash on a second thread while gRPC copies the same bytes out; both only read them.
+    std::future<void> hashed =
+        std::async(std::launch::async, [&builder, data] { builder.Update(AsBytes(*data)); });
     open = stream->Write(chunk_msg);
+    hashed.get();
     offset += n;
     if (progress) progress(offset, size);
   }

@@ -1,5 +1,7 @@
 #include "storage/store_service.h"
 
+#include <future>
+
 #include "common/log.h"
 #include "net/transport.h"
 #include "storage/signing.h"
@@ -192,10 +194,20 @@ Status StoreService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& reque
                               std::to_string(meta.size));
   }
   crypto::MerkleTree tree(reader->leaves());
-  v1::GetResponse response;
-  for (uint64_t index = offset / crypto::kChunkBytes; index < meta.chunk_count; ++index) {
+  // Two responses in turn: the next chunk is read on a second thread while this one is sent.
+  v1::GetResponse responses[2];
+  auto read = [&](uint64_t index, v1::GetResponse* response) {
+    return std::async(std::launch::async, [&reader, index, response] {
+      return reader->ReadChunk(index, response->mutable_data());
+    });
+  };
+  uint64_t first = offset / crypto::kChunkBytes;
+  std::future<Status> next = read(first, &responses[first % 2]);
+  for (uint64_t index = first; index < meta.chunk_count; ++index) {
+    v1::GetResponse& response = responses[index % 2];
+    TRUSTMOE_RETURN_IF_ERROR(next.get());
+    if (index + 1 < meta.chunk_count) next = read(index + 1, &responses[(index + 1) % 2]);
     if (ctx->IsCancelled()) return Status::Cancelled("client went away");
-    TRUSTMOE_RETURN_IF_ERROR(reader->ReadChunk(index, response.mutable_data()));
     response.clear_proof();
     response.set_index(index);
     response.set_blob_size(meta.size);
