@@ -23,6 +23,22 @@ void WriteHex(uintptr_t v) {
   WriteStr(buf);
 }
 
+// " in <object> offset <hex> (<symbol>)" for a code address; false when no object holds it.
+bool WriteObjectOf(uintptr_t address) {
+  Dl_info dl{};
+  if (::dladdr(reinterpret_cast<void*>(address), &dl) == 0 || dl.dli_fname == nullptr) {
+    return false;
+  }
+  WriteStr(" in ");
+  WriteStr(dl.dli_fname);
+  WriteStr(" offset ");
+  WriteHex(address - reinterpret_cast<uintptr_t>(dl.dli_fbase));
+  WriteStr(" (");
+  WriteStr(dl.dli_sname ? dl.dli_sname : "?");
+  WriteStr(")");
+  return true;
+}
+
 void OnCrash(int sig, siginfo_t* info, void* context) {
   WriteStr("\n*** crash: ");
   WriteStr(strsignal(sig));
@@ -32,34 +48,16 @@ void OnCrash(int sig, siginfo_t* info, void* context) {
       static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
   WriteStr("\n*** instruction ");
   WriteHex(ip);
-  Dl_info dl{};
-  if (::dladdr(reinterpret_cast<void*>(ip), &dl) != 0 && dl.dli_fname != nullptr) {
-    WriteStr(" in ");
-    WriteStr(dl.dli_fname ? dl.dli_fname : "?");
-    WriteStr(" offset ");
-    WriteHex(ip - reinterpret_cast<uintptr_t>(dl.dli_fbase));
-    WriteStr(" (");
-    WriteStr(dl.dli_sname ? dl.dli_sname : "?");
-    WriteStr(")");
-  }
+  bool known = WriteObjectOf(ip);
   // A jump to a bad address (a call through a dangling pointer) leaves no unwind information
   // for backtrace(); the caller's return address is then on top of the stack.
-  if (dl.dli_fname == nullptr) {
+  if (!known) {
     uintptr_t sp = static_cast<uintptr_t>(
         static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSP]);
     uintptr_t ret = *reinterpret_cast<uintptr_t*>(sp);
     WriteStr("\n*** return address ");
     WriteHex(ret);
-    Dl_info caller{};
-    if (::dladdr(reinterpret_cast<void*>(ret), &caller) != 0) {
-      WriteStr(" in ");
-      WriteStr(caller.dli_fname ? caller.dli_fname : "?");
-      WriteStr(" offset ");
-      WriteHex(ret - reinterpret_cast<uintptr_t>(caller.dli_fbase));
-      WriteStr(" (");
-      WriteStr(caller.dli_sname ? caller.dli_sname : "?");
-      WriteStr(")");
-    }
+    WriteObjectOf(ret);
     WriteStr("\n");
     ::raise(sig);
   }

@@ -148,15 +148,23 @@ struct MetricsRegistry::Family {
 MetricsRegistry::MetricsRegistry() = default;
 MetricsRegistry::~MetricsRegistry() = default;
 
+MetricsRegistry::Family* MetricsRegistry::FamilyLocked(const std::string& name, int type,
+                                                       const std::string& help,
+                                                       const std::vector<double>& bounds) {
+  auto& family = families_[name];
+  if (family == nullptr) {
+    family = std::make_unique<Family>(static_cast<Family::Type>(type), help, bounds);
+  }
+  TRUSTMOE_CHECK(family->type == static_cast<Family::Type>(type));  // one name, one type
+  return family.get();
+}
+
 Counter* MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
                                      const Labels& labels) {
   TRUSTMOE_CHECK(ValidName(name, /*allow_colon=*/true));
   Labels key = Canonical(labels);
   std::lock_guard<std::mutex> lock(mu_);
-  auto& family = families_[name];
-  if (family == nullptr)
-    family = std::make_unique<Family>(Family::Type::kCounter, help, std::vector<double>());
-  TRUSTMOE_CHECK(family->type == Family::Type::kCounter);  // one name, one type
+  Family* family = FamilyLocked(name, static_cast<int>(Family::Type::kCounter), help, {});
   auto& child = family->counters[key];
   if (child == nullptr) child = std::make_unique<Counter>();
   return child.get();
@@ -167,10 +175,7 @@ Gauge* MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
   TRUSTMOE_CHECK(ValidName(name, /*allow_colon=*/true));
   Labels key = Canonical(labels);
   std::lock_guard<std::mutex> lock(mu_);
-  auto& family = families_[name];
-  if (family == nullptr)
-    family = std::make_unique<Family>(Family::Type::kGauge, help, std::vector<double>());
-  TRUSTMOE_CHECK(family->type == Family::Type::kGauge);
+  Family* family = FamilyLocked(name, static_cast<int>(Family::Type::kGauge), help, {});
   auto& child = family->gauges[key];
   if (child == nullptr) child = std::make_unique<Gauge>();
   return child.get();
@@ -184,9 +189,7 @@ Histogram* MetricsRegistry::GetHistogram(const std::string& name, const std::str
   auto histogram = std::make_unique<Histogram>(std::move(upper_bounds));  // checks the bounds
   std::vector<double> bounds = histogram->Snap().bounds;
   std::lock_guard<std::mutex> lock(mu_);
-  auto& family = families_[name];
-  if (family == nullptr) family = std::make_unique<Family>(Family::Type::kHistogram, help, bounds);
-  TRUSTMOE_CHECK(family->type == Family::Type::kHistogram);
+  Family* family = FamilyLocked(name, static_cast<int>(Family::Type::kHistogram), help, bounds);
   TRUSTMOE_CHECK(family->bounds == bounds);  // every series of a family has the same buckets
   auto& child = family->histograms[key];
   if (child == nullptr) child = std::move(histogram);

@@ -76,6 +76,10 @@ class MetricsRegistry {
 
  private:
   struct Family;
+  // The family `name`, created with `type` (a Family::Type), `help` and `bounds` on first use;
+  // aborts when it exists with another type. mu_ held.
+  Family* FamilyLocked(const std::string& name, int type, const std::string& help,
+                       const std::vector<double>& bounds);
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Family>> families_;
 };
