@@ -108,6 +108,27 @@ TEST(Certificate, RoundTripsThroughThePbftEncoding) {
   EXPECT_TRUE(VerifyCertificate(v.set, decoded.value(), 1, d).ok());
 }
 
+// A certificate assembled as the replica does (handle_commit.cc): from the signatures of the
+// commit envelopes it received, over the wire.
+TEST(Certificate, ReplicaCommitEnvelopesMakeAValidCertificate) {
+  Validators v;
+  Block b = MakeBlock(9, {}, {Tx("a")}, 2);
+  pbft::Config config;
+  config.validators = v.set.keys;
+  config.f = 1;
+  CommitCertificate cert{3, 9, b.Hash(), {}};
+  for (uint32_t id : {0u, 2u, 3u}) {
+    pbft::Envelope sent = pbft::SignEnvelope(pbft::MsgType::kCommit, id,
+                                             pbft::Commit{3, 9, b.Hash()}.Body(id), v.keys[id]);
+    auto received = pbft::DecodeEnvelope(sent.Encode(), pbft::Limits::Of(config));
+    ASSERT_TRUE(received.ok()) << received.status().ToString();
+    ASSERT_TRUE(pbft::VerifyEnvelope(config, received.value()));
+    cert.signatures.emplace_back(id, received.value().signature);
+  }
+  Status s = VerifyCertificate(v.set, cert, 9, b.Hash());
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
 TEST(Certificate, RefusesFPlusOneSignatures) {
   Validators v;
   Digest d = MakeBlock(1, {}, {}).Hash();
