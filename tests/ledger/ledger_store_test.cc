@@ -238,6 +238,51 @@ TEST_F(LedgerStoreTest, VerifyChainNamesTheBlockWithAChangedHeaderByte) {
   EXPECT_EQ(store->GetBlock(1).status().code(), StatusCode::kDataLoss);
 }
 
+// A block replaced by hand with one that is well certified (the test holds the validator keys)
+// but does not link to its predecessor.
+TEST_F(LedgerStoreTest, VerifyChainNamesABrokenHashLink) {
+  {
+    auto store = OpenStore();
+    AppendThree(store.get());
+  }
+  Block forged = MakeBlock(2, crypto::Sha256::Hash(Tx("elsewhere")), {Tx("forged")});
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), Path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    Bytes block = forged.Encode();
+    Bytes cert = v_.Certify(0, 2, forged.Hash()).Encode();
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), BlockKey(2), std::string(block.begin(), block.end()))
+            .ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), CertKey(2), std::string(cert.begin(), cert.end())).ok());
+  }
+  auto store = OpenStore();
+  ChainCheck check = VerifyChain(*store);
+  EXPECT_FALSE(check.ok);
+  EXPECT_EQ(check.first_bad_height, 2u) << check.reason;
+  EXPECT_NE(check.reason.find("prev_hash"), std::string::npos) << check.reason;
+}
+
+TEST_F(LedgerStoreTest, VerifyChainNamesAMissingCertificate) {
+  {
+    auto store = OpenStore();
+    AppendThree(store.get());
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), Path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), CertKey(1)).ok());
+  }
+  auto store = OpenStore();
+  ChainCheck check = VerifyChain(*store);
+  EXPECT_FALSE(check.ok);
+  EXPECT_EQ(check.first_bad_height, 1u) << check.reason;
+  EXPECT_EQ(store->GetBlock(1).status().code(), StatusCode::kDataLoss);
+}
+
 TEST_F(LedgerStoreTest, OpenRefusesAHeadWhoseBlockIsCorrupt) {
   {
     auto store = OpenStore();
