@@ -18,6 +18,8 @@ using crypto::CanonicalWriter;
 namespace {
 
 constexpr std::string_view kHeadKey = "head";
+constexpr std::string_view kStatePrefix = "s/";
+constexpr std::string_view kDurablePrefix = "pbft/";
 constexpr std::string_view kHeadDomain = "trustmoe/ledger/head/v1";
 constexpr std::string_view kTxLocationDomain = "trustmoe/ledger/tx-location/v1";
 
@@ -110,6 +112,7 @@ Result<std::unique_ptr<LedgerStore>> LedgerStore::Open(const LedgerOptions& opti
   TRUSTMOE_RETURN_IF_ERROR(FromRocks(s, "opening ledger " + options.path));
   std::unique_ptr<LedgerStore> store(new LedgerStore(options, std::unique_ptr<rocksdb::DB>(raw)));
   TRUSTMOE_RETURN_IF_ERROR(store->LoadHead());
+  TRUSTMOE_RETURN_IF_ERROR(store->LoadStateRoot());
   return store;
 }
 
@@ -137,10 +140,138 @@ Status LedgerStore::LoadHead() {
     return Status::DataLoss("ledger head digest does not match stored block " +
                             std::to_string(head.height));
   }
+  // Time of the last non-null block (null blocks are rare: a view change's gaps).
+  for (uint64_t h = head.height; h >= 1; --h) {
+    auto stored = h == head.height ? std::move(block) : GetBlock(h);
+    if (!stored.ok()) return stored.status();
+    if (stored.value().block.has_value()) {
+      head_.time_unix_ms = stored.value().block->header.time_unix_ms;
+      break;
+    }
+  }
   return Status::Ok();
 }
 
-Status LedgerStore::Append(ByteSpan block_bytes, const CommitCertificate& cert) {
+Status LedgerStore::LoadStateRoot() {
+  auto root = StateRootAt(head_.height);
+  if (root.status().code() == StatusCode::kNotFound) {
+    // Genesis state not written yet (or a ledger kept without state).
+    if (head_.height == 0 || StateRootAt(0).status().code() == StatusCode::kNotFound) {
+      return Status::Ok();
+    }
+    return Status::DataLoss("state root of the head block " + std::to_string(head_.height) +
+                            " is missing");
+  }
+  if (!root.ok()) return root.status();
+  head_.state_root = root.value();
+  state_initialized_ = true;
+  return Status::Ok();
+}
+
+bool LedgerStore::StateInitialized() const {
+  std::lock_guard lock(head_mu_);
+  return state_initialized_;
+}
+
+Status LedgerStore::InitState(const StateCommit& genesis_state) {
+  if (options_.read_only) return Status::FailedPrecondition("ledger is open read-only");
+  if (StateInitialized()) return Status::FailedPrecondition("genesis state is already written");
+  if (head_.height != 0) return Status::FailedPrecondition("ledger has blocks but no state");
+  rocksdb::WriteBatch batch;
+  AddStateWrites(genesis_state, 0, &batch);
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  TRUSTMOE_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "writing genesis state"));
+  std::lock_guard lock(head_mu_);
+  head_.state_root = genesis_state.root;
+  state_initialized_ = true;
+  return Status::Ok();
+}
+
+void LedgerStore::AddStateWrites(const StateCommit& state, uint64_t height,
+                                 rocksdb::WriteBatch* batch) {
+  for (const auto& [key, value] : state.writes) {
+    if (value.has_value()) {
+      batch->Put(std::string(kStatePrefix) + key, AsSlice(*value));
+    } else {
+      batch->Delete(std::string(kStatePrefix) + key);
+    }
+  }
+  batch->Put(HeightKey('r', height), AsSlice(ByteSpan(state.root.data(), state.root.size())));
+}
+
+Result<Digest> LedgerStore::StateRootAt(uint64_t height) const {
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes raw,
+                            GetRaw(HeightKey('r', height),
+                                   "state root at height " + std::to_string(height)));
+  if (raw.size() != 32) {
+    return Status::DataLoss("state root at height " + std::to_string(height) + " is corrupt");
+  }
+  Digest d;
+  std::copy(raw.begin(), raw.end(), d.begin());
+  return d;
+}
+
+Result<std::optional<Bytes>> LedgerStore::Get(const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), std::string(kStatePrefix) + key, &value);
+  if (s.IsNotFound()) return std::optional<Bytes>();
+  TRUSTMOE_RETURN_IF_ERROR(FromRocks(s, "reading state " + key));
+  return std::optional<Bytes>(ToBytes(value));
+}
+
+Result<std::vector<std::pair<std::string, Bytes>>> LedgerStore::Scan(
+    const std::string& prefix, const std::string& start_after, size_t limit) const {
+  std::vector<std::pair<std::string, Bytes>> out;
+  const std::string full_prefix = std::string(kStatePrefix) + prefix;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  if (start_after.empty() || start_after < prefix) {
+    it->Seek(full_prefix);
+  } else {
+    const std::string after = std::string(kStatePrefix) + start_after;
+    it->Seek(after);
+    if (it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+  }
+  for (; it->Valid() && out.size() < limit; it->Next()) {
+    if (!it->key().starts_with(full_prefix)) break;
+    out.emplace_back(it->key().ToString().substr(kStatePrefix.size()),
+                     ToBytes(it->value().ToString()));
+  }
+  TRUSTMOE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning state " + prefix));
+  return out;
+}
+
+Status LedgerStore::WriteDurable(const std::vector<pbft::DurableWrite>& writes) {
+  if (options_.read_only) return Status::FailedPrecondition("ledger is open read-only");
+  rocksdb::WriteBatch batch;
+  for (const pbft::DurableWrite& w : writes) {
+    if (!w.key.starts_with(kDurablePrefix)) {
+      return Status::InvalidArgument("durable key '" + w.key + "' does not start with pbft/");
+    }
+    if (w.value.has_value()) {
+      batch.Put(w.key, AsSlice(*w.value));
+    } else {
+      batch.Delete(w.key);
+    }
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Write(sync, &batch), "writing consensus state");
+}
+
+Result<pbft::DurableState> LedgerStore::LoadDurable() const {
+  pbft::DurableState out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(std::string(kDurablePrefix));
+       it->Valid() && it->key().starts_with(std::string(kDurablePrefix)); it->Next()) {
+    out[it->key().ToString()] = ToBytes(it->value().ToString());
+  }
+  TRUSTMOE_RETURN_IF_ERROR(FromRocks(it->status(), "reading consensus state"));
+  return out;
+}
+
+Status LedgerStore::Append(ByteSpan block_bytes, const CommitCertificate& cert,
+                           const StateCommit* state) {
   if (options_.read_only) return Status::FailedPrecondition("ledger is open read-only");
   const uint64_t height = head_.height + 1;
   if (cert.seq != height) {
@@ -182,10 +313,22 @@ Status LedgerStore::Append(ByteSpan block_bytes, const CommitCertificate& cert) 
   batch.Put(CertKey(height), AsSlice(cert_bytes));
   Bytes head = CanonicalWriter(kHeadDomain).U64(height).Fixed(checked.digest).Take();
   batch.Put(std::string(kHeadKey), AsSlice(head));
+  LedgerHead next = Head();
+  if (state != nullptr) {
+    AddStateWrites(*state, height, &batch);
+    next.state_root = state->root;
+  } else if (state_initialized_) {
+    AddStateWrites(StateCommit{{}, next.state_root}, height, &batch);
+  }
   rocksdb::WriteOptions sync;
   sync.sync = true;
   TRUSTMOE_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "writing block"));
-  head_ = {height, checked.digest};
+  next.height = height;
+  next.digest = checked.digest;
+  if (checked.block.has_value()) next.time_unix_ms = checked.block->header.time_unix_ms;
+  std::lock_guard lock(head_mu_);
+  if (state != nullptr) state_initialized_ = true;
+  head_ = next;
   return Status::Ok();
 }
 
@@ -197,6 +340,11 @@ Result<Bytes> LedgerStore::GetRaw(const std::string& key, std::string_view what)
   return ToBytes(value);
 }
 
+bool LedgerStore::HasTx(const TxId& id) const {
+  std::string ignored;
+  return db_->Get(rocksdb::ReadOptions(), TxKey(id), &ignored).ok();
+}
+
 Result<Bytes> LedgerStore::RawBlock(uint64_t height) const {
   return GetRaw(BlockKey(height), "block " + std::to_string(height));
 }
@@ -206,9 +354,10 @@ Result<Bytes> LedgerStore::RawCert(uint64_t height) const {
 }
 
 Result<StoredBlock> LedgerStore::GetBlock(uint64_t height) const {
-  if (height == 0 || height > head_.height) {
+  const uint64_t head_height = Head().height;
+  if (height == 0 || height > head_height) {
     return Status::NotFound("no block at height " + std::to_string(height) + " (head is " +
-                            std::to_string(head_.height) + ")");
+                            std::to_string(head_height) + ")");
   }
   auto block_bytes = RawBlock(height);
   auto cert_bytes = RawCert(height);

@@ -6,24 +6,34 @@
 //   "c" height  -> CommitCertificate::Encode
 //   "t" tx id   -> canonical("trustmoe/ledger/tx-location/v1", height u64, index u32)
 //   "head"      -> canonical("trustmoe/ledger/head/v1", height u64, digest)
-// An append writes all of a block's keys in one synced WriteBatch, so a crash leaves either
-// all of them or none.
+//   "r" height  -> state root after the block (height 0: the genesis state)
+//   "s/" key    -> state (state.h)
+//   "pbft/..."  -> the replica's durable consensus state (pbft::PersistAction)
+// An append writes all of a block's keys, its state writes and its state root in one synced
+// WriteBatch, so a crash leaves either all of them or none.
 //
-// Thread-safety: reads may run concurrently with each other; Append must not run concurrently
-// with anything else (the validator calls it from its single consensus thread).
+// Thread-safety: reads (including Head) may run concurrently with each other and with one
+// writer; Append, InitState and WriteDurable are called from one thread (the validator's
+// consensus thread).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "chain/ledger/block.h"
+#include "chain/ledger/state.h"
+#include "chain/pbft/actions.h"
+#include "chain/pbft/replica.h"
 #include "common/bytes.h"
 #include "common/status.h"
 
 namespace rocksdb {
 class DB;
+class WriteBatch;
 }
 
 namespace trustmoe::ledger {
@@ -42,6 +52,14 @@ struct LedgerOptions {
 struct LedgerHead {
   uint64_t height = 0;  // 0: no block yet
   Digest digest{};      // genesis_digest at height 0
+  Digest state_root{};  // state root after the head block (zeros before InitState)
+  int64_t time_unix_ms = 0;  // time of the last non-null block (0: none yet)
+};
+
+// The state effects of a block: its writes and the root after them.
+struct StateCommit {
+  std::map<std::string, std::optional<Bytes>> writes;
+  Digest root{};
 };
 
 // A stored block; `block` is empty for a null block.
@@ -63,7 +81,7 @@ struct TxWithProof {
 std::string BlockKey(uint64_t height);
 std::string CertKey(uint64_t height);
 
-class LedgerStore {
+class LedgerStore : public StateReader {
  public:
   // Opens (creating it unless read_only) the ledger at options.path and checks that the head
   // pointer names a stored block with that digest. InvalidArgument for bad options, Internal
@@ -73,7 +91,15 @@ class LedgerStore {
   LedgerStore(const LedgerStore&) = delete;
   LedgerStore& operator=(const LedgerStore&) = delete;
 
-  LedgerHead Head() const { return head_; }
+  LedgerHead Head() const {
+    std::lock_guard lock(head_mu_);
+    return head_;
+  }
+
+  // True once the genesis state is written (state root at height 0 stored).
+  bool StateInitialized() const;
+  // Writes the genesis state and its root at height 0. FailedPrecondition when already done.
+  Status InitState(const StateCommit& genesis_state);
 
   // Appends block Head().height + 1 (`block_bytes` empty: a null block) with its certificate,
   // durably. Refuses with:
@@ -84,7 +110,10 @@ class LedgerStore {
   //   Unauthenticated     the certificate is not a quorum of valid distinct validator
   //                       signatures over (height, digest)
   //   Internal            RocksDB write failure
-  Status Append(ByteSpan block_bytes, const CommitCertificate& cert);
+  // `state` holds the block's state writes and the root after them; when null the state and
+  // its root stay as they are (a null block).
+  Status Append(ByteSpan block_bytes, const CommitCertificate& cert,
+                const StateCommit* state = nullptr);
 
   // Block `height` (1..Head().height) with its certificate, checked on the way out: the stored
   // bytes must decode, hash to what the certificate signs, match their tx root, and the
@@ -96,21 +125,42 @@ class LedgerStore {
   // the id is not in the index; DataLoss when the block it points to is corrupt.
   Result<TxWithProof> GetTx(const TxId& id) const;
 
+  // True when transaction `id` is in the index (committed).
+  bool HasTx(const TxId& id) const;
+
   // Raw stored bytes of block and certificate at `height`, unchecked (for VerifyChain).
   // NotFound when absent.
   Result<Bytes> RawBlock(uint64_t height) const;
   Result<Bytes> RawCert(uint64_t height) const;
+
+  // State root after block `height` (0: genesis state). NotFound when absent.
+  Result<Digest> StateRootAt(uint64_t height) const;
+
+  // StateReader over the committed state (keys without the "s/" prefix).
+  Result<std::optional<Bytes>> Get(const std::string& key) const override;
+  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string& prefix,
+                                                          const std::string& start_after,
+                                                          size_t limit) const override;
+
+  // The replica's durable state: applies writes atomically and synced; loads all of it.
+  Status WriteDurable(const std::vector<pbft::DurableWrite>& writes);
+  Result<pbft::DurableState> LoadDurable() const;
 
   const LedgerOptions& options() const { return options_; }
 
  private:
   LedgerStore(LedgerOptions options, std::unique_ptr<rocksdb::DB> db);
   Status LoadHead();
+  Status LoadStateRoot();
+  static void AddStateWrites(const StateCommit& state, uint64_t height,
+                             rocksdb::WriteBatch* batch);
   Result<Bytes> GetRaw(const std::string& key, std::string_view what) const;
 
   LedgerOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
+  mutable std::mutex head_mu_;
   LedgerHead head_;
+  bool state_initialized_ = false;
 };
 
 // Result of VerifyChain: ok, or the first bad height and why.
