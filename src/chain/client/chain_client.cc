@@ -1,0 +1,665 @@
+#include "chain/client/chain_client.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <exception>
+
+#include "crypto/sha256.h"
+#include "trustmoe/v1/chain.grpc.pb.h"
+
+namespace trustmoe::chain {
+
+struct ChainClient::Endpoint {
+  std::string address;
+  std::unique_ptr<v1::ChainService::Stub> stub;
+};
+
+namespace {
+
+constexpr uint32_t kListLimitMax = 1000;
+constexpr uint32_t kCertBytesMax = 64 * 1024;
+
+void SetDeadline(grpc::ClientContext* ctx, int64_t ms) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
+}
+
+std::string HeightText(uint64_t height) { return "block " + std::to_string(height); }
+
+Result<ledger::Digest> DigestField(const std::string& bytes, std::string_view what) {
+  if (bytes.size() != 32) {
+    return Status::DataLoss(std::string(what) + " is " + std::to_string(bytes.size()) +
+                            " bytes, expected 32");
+  }
+  ledger::Digest d;
+  std::copy(bytes.begin(), bytes.end(), d.begin());
+  return d;
+}
+
+Result<crypto::PublicKey> KeyField(const std::string& bytes, std::string_view what) {
+  auto key = crypto::PublicKey::FromBytes(AsBytes(bytes));
+  if (!key.ok()) return Status::DataLoss(std::string(what) + ": " + key.status().message());
+  return key;
+}
+
+// Verification failures are the sender's fault: DataLoss unless they are already an
+// authentication failure.
+Status AsReceived(const Status& status, const std::string& context) {
+  if (status.ok()) return status;
+  StatusCode code = status.code() == StatusCode::kUnauthenticated ? StatusCode::kUnauthenticated
+                                                                   : StatusCode::kDataLoss;
+  return Status(code, context + ": " + status.message());
+}
+
+// Read calls: most failures may be one validator's (down, lagging, byzantine); only a
+// malformed request is final.
+bool FinalForReads(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument ||
+         status.code() == StatusCode::kUnimplemented;
+}
+
+Result<VerifiedTx> VerifyTxInfo(const ledger::Genesis& genesis, const v1::TxInfo& info) {
+  return VerifyTxBytes(genesis, AsBytes(info.tx()), info.height(), AsBytes(info.proof()),
+                       AsBytes(info.header()), AsBytes(info.certificate()));
+}
+
+std::string Hex(const std::string& bytes) { return ToHex(AsBytes(bytes)); }
+
+}  // namespace
+
+ledger::BlockLimits LimitsOf(const ledger::Genesis& genesis) {
+  ledger::BlockLimits limits;
+  limits.block_txs_max = genesis.params.block_txs_max;
+  limits.tx_bytes_max = genesis.params.tx_bytes_max;
+  return limits;
+}
+
+Result<ledger::StoredBlock> VerifyBlockBytes(const ledger::Genesis& genesis, uint64_t height,
+                                             ByteSpan block, ByteSpan cert,
+                                             ByteSpan claimed_digest) {
+  const std::string where = HeightText(height);
+  if (height == 0) return Status::InvalidArgument("block heights start at 1");
+  ledger::ValidatorSet validators = genesis.Validators();
+  if (cert.size() > kCertBytesMax) return Status::DataLoss(where + ": certificate too large");
+  auto decoded_cert =
+      ledger::CommitCertificate::Decode(cert, static_cast<uint32_t>(validators.keys.size()));
+  if (!decoded_cert.ok()) return AsReceived(decoded_cert.status(), where + ": certificate");
+  ledger::StoredBlock out;
+  out.height = height;
+  out.cert = std::move(decoded_cert).value();
+  if (block.empty()) {
+    out.digest = pbft::NullBlockDigest(height);
+  } else {
+    if (block.size() > genesis.params.block_bytes_max + kCertBytesMax) {
+      return Status::DataLoss(where + ": " + std::to_string(block.size()) +
+                              " bytes, over the genesis block_bytes_max");
+    }
+    auto decoded = ledger::Block::Decode(block, LimitsOf(genesis));
+    if (!decoded.ok()) return AsReceived(decoded.status(), where + ": block bytes");
+    if (decoded->header.height != height) {
+      return Status::DataLoss(where + ": header says height " +
+                              std::to_string(decoded->header.height));
+    }
+    if (ledger::TxRoot(decoded->txs) != decoded->header.tx_root) {
+      return Status::DataLoss(where + ": transactions do not match the header's tx root");
+    }
+    out.digest = decoded->header.Hash();
+    out.block = std::move(decoded).value();
+  }
+  if (!claimed_digest.empty() &&
+      (claimed_digest.size() != 32 ||
+       !std::equal(claimed_digest.begin(), claimed_digest.end(), out.digest.begin()))) {
+    return Status::DataLoss(where + ": the digest sent does not match the block");
+  }
+  Status certified = ledger::VerifyCertificate(validators, out.cert, height, out.digest);
+  if (!certified.ok()) {
+    return Status::Unauthenticated(where + ": commit certificate: " + certified.message());
+  }
+  return out;
+}
+
+Result<VerifiedTx> VerifyTxBytes(const ledger::Genesis& genesis, ByteSpan tx, uint64_t height,
+                                 ByteSpan proof, ByteSpan header, ByteSpan cert) {
+  if (tx.empty()) return Status::DataLoss("empty transaction");
+  if (tx.size() > genesis.params.tx_bytes_max) {
+    return Status::DataLoss("transaction of " + std::to_string(tx.size()) +
+                            " bytes is over the genesis tx_bytes_max");
+  }
+  VerifiedTx out;
+  out.id = pbft::ComputeTxId(tx);
+  out.tx.tx.assign(tx.begin(), tx.end());
+  auto decoded_proof = ledger::TxProof::Decode(proof);
+  if (!decoded_proof.ok()) return AsReceived(decoded_proof.status(), "inclusion proof");
+  out.tx.proof = std::move(decoded_proof).value();
+  auto decoded_header = ledger::BlockHeader::Decode(header);
+  if (!decoded_header.ok()) return AsReceived(decoded_header.status(), "block header");
+  out.tx.header = std::move(decoded_header).value();
+  auto decoded_cert = ledger::CommitCertificate::Decode(
+      cert, static_cast<uint32_t>(genesis.validators.size()));
+  if (!decoded_cert.ok()) return AsReceived(decoded_cert.status(), "commit certificate");
+  out.tx.cert = std::move(decoded_cert).value();
+  if (out.tx.header.height != height) {
+    return Status::DataLoss("the header is of height " + std::to_string(out.tx.header.height) +
+                            ", the answer says " + std::to_string(height));
+  }
+  TRUSTMOE_RETURN_IF_ERROR(VerifyTx(genesis, out));
+  return out;
+}
+
+Status VerifyTx(const ledger::Genesis& genesis, const VerifiedTx& tx) {
+  if (pbft::ComputeTxId(tx.tx.tx) != tx.id) {
+    return Status::DataLoss("the transaction bytes do not hash to tx id " +
+                            crypto::DigestHex(tx.id));
+  }
+  Status included = ledger::VerifyTxInclusion(tx.tx.tx, tx.tx.proof, tx.tx.header, tx.tx.cert,
+                                              genesis.Validators());
+  if (!included.ok()) {
+    return AsReceived(included, "inclusion of tx " + crypto::DigestHex(tx.id) + " in " +
+                                    HeightText(tx.tx.header.height));
+  }
+  return Status::Ok();
+}
+
+// ---- Proof files ----
+
+std::string TxProofFileJson(const ledger::Genesis& genesis, const VerifiedTx& tx) {
+  nlohmann::ordered_json j;
+  j["format"] = "trustmoe-tx-proof/v1";
+  j["chain_id"] = genesis.chain_id;
+  j["genesis_digest"] = crypto::DigestHex(genesis.Hash());
+  j["tx_id"] = crypto::DigestHex(tx.id);
+  j["height"] = tx.tx.header.height;
+  j["tx"] = ToHex(tx.tx.tx);
+  j["proof"] = ToHex(tx.tx.proof.Encode());
+  j["header"] = ToHex(tx.tx.header.Encode());
+  j["certificate"] = ToHex(tx.tx.cert.Encode());
+  return j.dump(2) + "\n";
+}
+
+Result<VerifiedTx> ParseTxProofFile(const ledger::Genesis& genesis, std::string_view text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("proof file is not JSON: ") + e.what());
+  }
+  if (!j.is_object()) return Status::InvalidArgument("proof file: expected a JSON object");
+  auto str = [&](const char* key) -> Result<std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) {
+      return Status::InvalidArgument(std::string("proof file: missing string field '") + key +
+                                     "'");
+    }
+    return it->get<std::string>();
+  };
+  auto hex = [&](const char* key) -> Result<Bytes> {
+    TRUSTMOE_ASSIGN_OR_RETURN(std::string s, str(key));
+    auto bytes = FromHex(s);
+    if (!bytes.ok()) {
+      return Status::InvalidArgument(std::string("proof file: field '") + key +
+                                     "': " + bytes.status().message());
+    }
+    return bytes;
+  };
+  TRUSTMOE_ASSIGN_OR_RETURN(std::string format, str("format"));
+  if (format != "trustmoe-tx-proof/v1") {
+    return Status::InvalidArgument("proof file: unknown format '" + format + "'");
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(std::string chain_id, str("chain_id"));
+  TRUSTMOE_ASSIGN_OR_RETURN(std::string genesis_hex, str("genesis_digest"));
+  if (chain_id != genesis.chain_id || genesis_hex != crypto::DigestHex(genesis.Hash())) {
+    return Status::FailedPrecondition("proof file is for chain '" + chain_id + "' (genesis " +
+                                      genesis_hex + "), not for this genesis file's chain '" +
+                                      genesis.chain_id + "'");
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(std::string id_hex, str("tx_id"));
+  auto id = crypto::DigestFromHex(id_hex);
+  if (!id.ok()) return Status::InvalidArgument("proof file: tx_id: " + id.status().message());
+  auto height_it = j.find("height");
+  if (height_it == j.end() || !height_it->is_number_unsigned()) {
+    return Status::InvalidArgument("proof file: missing unsigned field 'height'");
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes tx, hex("tx"));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes proof, hex("proof"));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes header, hex("header"));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes cert, hex("certificate"));
+  TRUSTMOE_ASSIGN_OR_RETURN(VerifiedTx out,
+                            VerifyTxBytes(genesis, tx, height_it->get<uint64_t>(), proof,
+                                          header, cert));
+  if (out.id != *id) {
+    return Status::DataLoss("proof file: the transaction bytes hash to " +
+                            crypto::DigestHex(out.id) + ", not to tx_id " + id_hex);
+  }
+  return out;
+}
+
+// ---- Client ----
+
+ChainClient::ChainClient(ChainClientOptions options, ledger::Genesis genesis)
+    : options_(std::move(options)),
+      genesis_(std::move(genesis)),
+      genesis_digest_(genesis_.Hash()),
+      validators_(genesis_.Validators()) {}
+
+ChainClient::~ChainClient() = default;
+
+Result<std::unique_ptr<ChainClient>> ChainClient::Create(ChainClientOptions options,
+                                                         ledger::Genesis genesis) {
+  if (options.endpoints.empty()) {
+    return Status::InvalidArgument("no validator endpoint configured (expected host:port)");
+  }
+  if (options.rounds_max < 1) return Status::InvalidArgument("rounds_max must be at least 1");
+  Status valid = genesis.Validate();
+  if (!valid.ok()) return valid.WithContext("genesis");
+  std::unique_ptr<ChainClient> client(new ChainClient(std::move(options), std::move(genesis)));
+  for (const std::string& address : client->options_.endpoints) {
+    auto channel = net::MakeChannel(address, client->options_.transport);
+    if (!channel.ok()) return channel.status().WithContext("validator endpoint " + address);
+    auto endpoint = std::make_unique<Endpoint>();
+    endpoint->address = address;
+    endpoint->stub = v1::ChainService::NewStub(*channel);
+    client->endpoints_.push_back(std::move(endpoint));
+  }
+  return client;
+}
+
+template <typename T>
+Result<T> ChainClient::WithFailover(Retry retry, const std::function<Result<T>(Endpoint&)>& call) {
+  Status last = Status::Unavailable("no validator endpoint answered");
+  const size_t n = endpoints_.size();
+  for (int round = 0; round < options_.rounds_max; ++round) {
+    bool all_not_found = true;
+    size_t start = preferred_.load();
+    for (size_t i = 0; i < n; ++i) {
+      size_t index = (start + i) % n;
+      Endpoint& endpoint = *endpoints_[index];
+      Result<T> result = Status::Unknown("no answer");
+      try {
+        result = call(endpoint);
+      } catch (const std::exception& e) {
+        result = Status::Internal(std::string("client error: ") + e.what());
+      }
+      if (result.ok()) {
+        preferred_.store(index);
+        return result;
+      }
+      last = result.status().WithContext("validator " + endpoint.address);
+      StatusCode code = result.status().code();
+      bool retry_next = retry == Retry::kReads ? !FinalForReads(result.status())
+                                               : code == StatusCode::kUnavailable;
+      if (!retry_next) return last;
+      if (code != StatusCode::kNotFound) all_not_found = false;
+    }
+    // NotFound from every validator is an answer, not a failure to retry.
+    if (all_not_found) return last;
+  }
+  return last;
+}
+
+Result<ledger::Genesis> ChainClient::FetchGenesis(const ChainClientOptions& options) {
+  if (options.endpoints.empty()) {
+    return Status::InvalidArgument("no validator endpoint configured (expected host:port)");
+  }
+  Status last = Status::Unavailable("no validator endpoint answered");
+  for (const std::string& address : options.endpoints) {
+    auto channel = net::MakeChannel(address, options.transport);
+    if (!channel.ok()) return channel.status().WithContext("validator endpoint " + address);
+    try {
+      auto stub = v1::ChainService::NewStub(*channel);
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx, options.rpc_timeout_ms);
+      v1::GenesisInfo info;
+      grpc::Status status = stub->GetGenesis(&ctx, v1::GetGenesisRequest(), &info);
+      if (!status.ok()) {
+        last = net::FromGrpcStatus(status).WithContext("validator " + address);
+        continue;
+      }
+      auto genesis = ledger::Genesis::FromJson(info.json());
+      if (!genesis.ok()) {
+        last = AsReceived(genesis.status(), "validator " + address + " sent a bad genesis");
+        continue;
+      }
+      if (Hex(info.digest()) != crypto::DigestHex(genesis->Hash())) {
+        last = Status::DataLoss("validator " + address +
+                                " sent a genesis whose digest does not match its JSON");
+        continue;
+      }
+      return genesis;
+    } catch (const std::exception& e) {
+      last = Status::Internal("validator " + address + ": client error: " + e.what());
+    }
+  }
+  return last;
+}
+
+// ---- Submit ----
+
+Result<SubmitResult> ChainClient::SubmitTo(Endpoint& endpoint, ByteSpan tx, bool wait) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, options_.rpc_timeout_ms + (wait ? options_.commit_timeout_ms : 0));
+  v1::SubmitTxRequest request;
+  request.set_tx(tx.data(), tx.size());
+  request.set_no_wait(!wait);
+  request.set_timeout_ms(options_.commit_timeout_ms);
+  v1::SubmitTxResponse response;
+  grpc::Status status = endpoint.stub->SubmitTx(&ctx, request, &response);
+  if (!status.ok()) return net::FromGrpcStatus(status);
+  SubmitResult out;
+  out.id = pbft::ComputeTxId(tx);
+  out.endpoint = endpoint.address;
+  if (response.tx_id() != std::string(out.id.begin(), out.id.end())) {
+    return Status::DataLoss("the validator answered with another tx id");
+  }
+  if (!wait) return out;
+  if (!response.has_committed()) {
+    return Status::DataLoss("the validator answered without the committed transaction");
+  }
+  auto verified = VerifyTxInfo(genesis_, response.committed());
+  if (!verified.ok()) return verified.status().WithContext("proof of the committed transaction");
+  if (verified->id != out.id) {
+    return Status::DataLoss("the validator answered with the proof of another transaction");
+  }
+  out.height = verified->tx.header.height;
+  if (response.height() != out.height) {
+    return Status::DataLoss("the validator's height " + std::to_string(response.height()) +
+                            " differs from its proof's " + std::to_string(out.height));
+  }
+  out.committed = std::move(verified).value();
+  return out;
+}
+
+Result<SubmitResult> ChainClient::Submit(ByteSpan tx, bool wait) {
+  if (tx.empty() || tx.size() > genesis_.params.tx_bytes_max) {
+    return Status::InvalidArgument("transaction of " + std::to_string(tx.size()) +
+                                   " bytes (allowed: 1 to " +
+                                   std::to_string(genesis_.params.tx_bytes_max) + ")");
+  }
+  int attempts = 0;
+  Result<SubmitResult> result = WithFailover<SubmitResult>(
+      Retry::kUnavailableOnly, [&](Endpoint& endpoint) -> Result<SubmitResult> {
+        ++attempts;
+        return SubmitTo(endpoint, tx, wait);
+      });
+  // A validator that went away after admitting the transaction may have had it committed: a
+  // retry then hears ALREADY_EXISTS, and the committed transaction is what the caller wants.
+  if (!result.ok() && attempts > 1 && result.status().code() == StatusCode::kAlreadyExists) {
+    auto committed = GetTx(pbft::ComputeTxId(tx));
+    if (committed.ok()) {
+      SubmitResult out;
+      out.id = committed->id;
+      out.height = committed->tx.header.height;
+      out.committed = std::move(committed).value();
+      return out;
+    }
+  }
+  return result;
+}
+
+// ---- Reads ----
+
+Result<ReportedHead> ChainClient::GetHead() {
+  return WithFailover<ReportedHead>(Retry::kReads, [&](Endpoint& endpoint) -> Result<ReportedHead> {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, options_.rpc_timeout_ms);
+    v1::HeadInfo info;
+    grpc::Status status = endpoint.stub->GetHead(&ctx, v1::GetHeadRequest(), &info);
+    if (!status.ok()) return net::FromGrpcStatus(status);
+    if (info.chain_id() != genesis_.chain_id ||
+        info.genesis_digest() != std::string(genesis_digest_.begin(), genesis_digest_.end())) {
+      return Status::FailedPrecondition("runs chain '" + info.chain_id() + "' with genesis " +
+                                        Hex(info.genesis_digest()) +
+                                        ", not the genesis file's '" + genesis_.chain_id +
+                                        "' " + crypto::DigestHex(genesis_digest_));
+    }
+    ReportedHead head;
+    head.height = info.height();
+    TRUSTMOE_ASSIGN_OR_RETURN(head.digest, DigestField(info.digest(), "head digest"));
+    TRUSTMOE_ASSIGN_OR_RETURN(head.state_root, DigestField(info.state_root(), "state root"));
+    head.view = info.view();
+    head.validator_id = info.validator_id();
+    head.endpoint = endpoint.address;
+    return head;
+  });
+}
+
+Result<ledger::StoredBlock> ChainClient::GetBlock(uint64_t height) {
+  if (height == 0) return Status::InvalidArgument("block heights start at 1");
+  return WithFailover<ledger::StoredBlock>(
+      Retry::kReads, [&](Endpoint& endpoint) -> Result<ledger::StoredBlock> {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, options_.rpc_timeout_ms);
+        v1::GetBlockRequest request;
+        request.set_height(height);
+        v1::BlockInfo info;
+        grpc::Status status = endpoint.stub->GetBlock(&ctx, request, &info);
+        if (!status.ok()) return net::FromGrpcStatus(status);
+        if (info.height() != height) {
+          return Status::DataLoss("asked for " + HeightText(height) + ", got " +
+                                  HeightText(info.height()));
+        }
+        return VerifyBlockBytes(genesis_, height, AsBytes(info.block()),
+                                AsBytes(info.certificate()), AsBytes(info.digest()));
+      });
+}
+
+Result<VerifiedTx> ChainClient::GetTx(const ledger::TxId& id) {
+  return WithFailover<VerifiedTx>(Retry::kReads, [&](Endpoint& endpoint) -> Result<VerifiedTx> {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, options_.rpc_timeout_ms);
+    v1::GetTxRequest request;
+    request.set_tx_id(id.data(), id.size());
+    v1::TxInfo info;
+    grpc::Status status = endpoint.stub->GetTx(&ctx, request, &info);
+    if (!status.ok()) return net::FromGrpcStatus(status);
+    TRUSTMOE_ASSIGN_OR_RETURN(VerifiedTx tx, VerifyTxInfo(genesis_, info));
+    if (tx.id != id) return Status::DataLoss("answered with another transaction");
+    return tx;
+  });
+}
+
+Result<std::vector<NodeEntry>> ChainClient::ListNodes(const std::string& start_after,
+                                                      uint32_t limit) {
+  if (limit == 0 || limit > kListLimitMax) {
+    return Status::InvalidArgument("list limit must be 1 to " + std::to_string(kListLimitMax));
+  }
+  return WithFailover<std::vector<NodeEntry>>(
+      Retry::kReads, [&](Endpoint& endpoint) -> Result<std::vector<NodeEntry>> {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, options_.rpc_timeout_ms);
+        v1::ListNodesRequest request;
+        request.set_start_after(start_after);
+        request.set_limit(limit);
+        v1::ListNodesResponse response;
+        grpc::Status status = endpoint.stub->ListNodes(&ctx, request, &response);
+        if (!status.ok()) return net::FromGrpcStatus(status);
+        if (static_cast<uint32_t>(response.nodes_size()) > limit) {
+          return Status::DataLoss("answered more nodes than asked for");
+        }
+        std::vector<NodeEntry> out;
+        for (const v1::NodeInfo& info : response.nodes()) {
+          NodeEntry e;
+          TRUSTMOE_ASSIGN_OR_RETURN(e.record.key, KeyField(info.public_key(), "node key"));
+          auto role = ledger::ParseNodeRole(info.role());
+          if (!role.ok()) return Status::DataLoss("node role '" + info.role() + "' is unknown");
+          e.record.role = *role;
+          e.record.name = info.name();
+          e.record.endpoint = info.endpoint();
+          e.record.registered_height = info.registered_height();
+          e.reputation.accepted = info.accepted();
+          e.reputation.rejected = info.rejected();
+          e.reputation.strikes = info.strikes();
+          e.reputation.blacklisted = info.blacklisted();
+          e.reputation.blacklisted_height = info.blacklisted_height();
+          out.push_back(std::move(e));
+        }
+        return out;
+      });
+}
+
+Result<std::vector<ledger::ExpertRecord>> ChainClient::ListExperts(const std::string& start_after,
+                                                                   uint32_t limit) {
+  if (limit == 0 || limit > kListLimitMax) {
+    return Status::InvalidArgument("list limit must be 1 to " + std::to_string(kListLimitMax));
+  }
+  return WithFailover<std::vector<ledger::ExpertRecord>>(
+      Retry::kReads, [&](Endpoint& endpoint) -> Result<std::vector<ledger::ExpertRecord>> {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, options_.rpc_timeout_ms);
+        v1::ListExpertsRequest request;
+        request.set_start_after(start_after);
+        request.set_limit(limit);
+        v1::ListExpertsResponse response;
+        grpc::Status status = endpoint.stub->ListExperts(&ctx, request, &response);
+        if (!status.ok()) return net::FromGrpcStatus(status);
+        if (static_cast<uint32_t>(response.experts_size()) > limit) {
+          return Status::DataLoss("answered more experts than asked for");
+        }
+        std::vector<ledger::ExpertRecord> out;
+        for (const v1::ExpertInfo& info : response.experts()) {
+          ledger::ExpertRecord r;
+          r.cid = info.cid();
+          r.name = info.name();
+          r.arch = info.arch();
+          r.size = info.size();
+          TRUSTMOE_ASSIGN_OR_RETURN(r.publisher, KeyField(info.publisher(), "expert publisher"));
+          r.height = info.height();
+          out.push_back(std::move(r));
+        }
+        return out;
+      });
+}
+
+Result<std::vector<ledger::ModelRecord>> ChainClient::ListModels(const std::string& start_after,
+                                                                 uint32_t limit) {
+  if (limit == 0 || limit > kListLimitMax) {
+    return Status::InvalidArgument("list limit must be 1 to " + std::to_string(kListLimitMax));
+  }
+  return WithFailover<std::vector<ledger::ModelRecord>>(
+      Retry::kReads, [&](Endpoint& endpoint) -> Result<std::vector<ledger::ModelRecord>> {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, options_.rpc_timeout_ms);
+        v1::ListModelsRequest request;
+        request.set_start_after(start_after);
+        request.set_limit(limit);
+        v1::ListModelsResponse response;
+        grpc::Status status = endpoint.stub->ListModels(&ctx, request, &response);
+        if (!status.ok()) return net::FromGrpcStatus(status);
+        if (static_cast<uint32_t>(response.models_size()) > limit) {
+          return Status::DataLoss("answered more models than asked for");
+        }
+        std::vector<ledger::ModelRecord> out;
+        for (const v1::ModelInfo& info : response.models()) {
+          ledger::ModelRecord r;
+          r.manifest_cid = info.manifest_cid();
+          r.name = info.name();
+          TRUSTMOE_ASSIGN_OR_RETURN(r.publisher, KeyField(info.publisher(), "model publisher"));
+          r.height = info.height();
+          out.push_back(std::move(r));
+        }
+        return out;
+      });
+}
+
+Result<ledger::Genesis> ChainClient::GetGenesis() {
+  return WithFailover<ledger::Genesis>(
+      Retry::kReads, [&](Endpoint& endpoint) -> Result<ledger::Genesis> {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, options_.rpc_timeout_ms);
+        v1::GenesisInfo info;
+        grpc::Status status = endpoint.stub->GetGenesis(&ctx, v1::GetGenesisRequest(), &info);
+        if (!status.ok()) return net::FromGrpcStatus(status);
+        auto genesis = ledger::Genesis::FromJson(info.json());
+        if (!genesis.ok()) return AsReceived(genesis.status(), "genesis");
+        if (genesis->Hash() != genesis_digest_) {
+          return Status::FailedPrecondition("runs genesis " +
+                                            crypto::DigestHex(genesis->Hash()) + ", not " +
+                                            crypto::DigestHex(genesis_digest_));
+        }
+        return genesis;
+      });
+}
+
+// ---- Watch ----
+
+Status ChainClient::WatchFrom(Endpoint& endpoint, uint64_t* next_height,
+                              ledger::Digest* prev_digest, const BlockCallback& callback,
+                              bool* stopped) {
+  grpc::ClientContext ctx;  // no deadline: the stream lasts as long as the caller wants
+  v1::WatchBlocksRequest request;
+  request.set_from_height(*next_height);
+  std::unique_ptr<grpc::ClientReader<v1::BlockInfo>> reader =
+      endpoint.stub->WatchBlocks(&ctx, request);
+  v1::BlockInfo info;
+  Status failure;
+  while (reader->Read(&info)) {
+    if (info.height() != *next_height) {
+      failure = Status::DataLoss("sent " + HeightText(info.height()) + " where " +
+                                 HeightText(*next_height) + " was due");
+      break;
+    }
+    auto block = VerifyBlockBytes(genesis_, info.height(), AsBytes(info.block()),
+                                  AsBytes(info.certificate()), AsBytes(info.digest()));
+    if (!block.ok()) {
+      failure = block.status();
+      break;
+    }
+    if (block->block && block->block->header.prev_hash != *prev_digest) {
+      failure = Status::DataLoss(HeightText(info.height()) +
+                                 ": prev_hash does not name the digest of the block before");
+      break;
+    }
+    *prev_digest = block->digest;
+    *next_height += 1;
+    if (!callback(*block)) {
+      *stopped = true;
+      break;
+    }
+  }
+  if (!failure.ok() || *stopped) {
+    ctx.TryCancel();
+    reader->Finish().ok();
+    return failure;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return net::FromGrpcStatus(status);
+  return Status::Unavailable("the block stream ended");
+}
+
+Status ChainClient::WatchBlocks(uint64_t from_height, const BlockCallback& callback) {
+  uint64_t next_height = from_height == 0 ? 1 : from_height;
+  ledger::Digest prev_digest = genesis_digest_;
+  if (next_height > 1) {
+    TRUSTMOE_ASSIGN_OR_RETURN(ledger::StoredBlock before, GetBlock(next_height - 1));
+    prev_digest = before.digest;
+  }
+  bool stopped = false;
+  Status last = Status::Unavailable("no validator endpoint answered");
+  const size_t n = endpoints_.size();
+  // Each pass that delivers at least one block earns a fresh set of rounds.
+  int rounds_left = options_.rounds_max;
+  while (rounds_left > 0 && !stopped) {
+    --rounds_left;
+    size_t start = preferred_.load();
+    for (size_t i = 0; i < n && !stopped; ++i) {
+      size_t index = (start + i) % n;
+      Endpoint& endpoint = *endpoints_[index];
+      uint64_t before = next_height;
+      Status s;
+      try {
+        s = WatchFrom(endpoint, &next_height, &prev_digest, callback, &stopped);
+      } catch (const std::exception& e) {
+        s = Status::Internal(std::string("client error: ") + e.what());
+      }
+      if (stopped) return Status::Ok();
+      last = s.WithContext("validator " + endpoint.address);
+      if (FinalForReads(s)) return last;
+      if (next_height > before) {
+        preferred_.store(index);
+        rounds_left = options_.rounds_max;
+      }
+    }
+  }
+  return stopped ? Status::Ok() : last;
+}
+
+}  // namespace trustmoe::chain

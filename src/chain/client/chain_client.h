@@ -1,0 +1,179 @@
+// Client of the validators' ChainService (proto/trustmoe/v1/chain.proto) that trusts none of
+// them: every block, transaction and inclusion proof it returns has been checked against the
+// genesis file the caller holds (validator keys, chain id, limits). What cannot be checked
+// against the genesis (the head a validator reports, registry listings) is marked as reported.
+//
+// Failover: calls go to the endpoints in order, starting with the last one that answered.
+// A read moves to the next endpoint when one is unreachable, times out, or serves data that
+// fails verification (a byzantine validator cannot stop an auditor); a submission moves on
+// only when an endpoint is unreachable. Final answers (bad request, refused signature, not
+// found) are returned at once.
+//
+// Thread-safe: one client may serve many threads. No gRPC type appears in this header.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chain/ledger/genesis.h"
+#include "chain/ledger/ledger_store.h"
+#include "chain/ledger/state.h"
+#include "common/bytes.h"
+#include "common/status.h"
+#include "net/transport.h"
+
+namespace trustmoe::chain {
+
+struct ChainClientOptions {
+  std::vector<std::string> endpoints;  // "host:port"
+  net::TransportConfig transport;
+  int64_t rpc_timeout_ms = 30'000;     // reads
+  // Submit with wait: how long the validator may take to commit (it answers
+  // DEADLINE_EXCEEDED after that); the RPC deadline is this plus rpc_timeout_ms.
+  uint32_t commit_timeout_ms = 30'000;
+  int rounds_max = 2;  // passes over the endpoint list before giving up
+};
+
+// A transaction committed in a verified block, with everything needed to re-check it offline:
+// tx.proof leads from the transaction's leaf to tx.header.tx_root, and tx.cert certifies
+// tx.header.Hash() at tx.header.height under the genesis validator set.
+struct VerifiedTx {
+  ledger::TxId id{};
+  ledger::TxWithProof tx;
+};
+
+struct SubmitResult {
+  ledger::TxId id{};
+  uint64_t height = 0;                 // 0 when submitted without waiting
+  std::optional<VerifiedTx> committed;  // set when waited for
+  std::string endpoint;                // the validator that answered
+};
+
+// The head as one validator reports it. chain_id and genesis_digest are checked against the
+// genesis; the rest is that validator's word until the block at `height` is fetched.
+struct ReportedHead {
+  uint64_t height = 0;
+  ledger::Digest digest{};
+  ledger::Digest state_root{};
+  uint64_t view = 0;
+  uint32_t validator_id = 0;
+  std::string endpoint;
+};
+
+// A registry entry with its reputation, as reported by a validator.
+struct NodeEntry {
+  ledger::NodeRecord record;
+  ledger::Reputation reputation;
+};
+
+// Called with each verified block of WatchBlocks, in height order; return false to stop.
+using BlockCallback = std::function<bool(const ledger::StoredBlock&)>;
+
+class ChainClient {
+ public:
+  // InvalidArgument with no endpoints, a bad transport config, or a genesis that does not
+  // validate.
+  static Result<std::unique_ptr<ChainClient>> Create(ChainClientOptions options,
+                                                     ledger::Genesis genesis);
+
+  // Fetches the genesis a validator runs, checking only that the digest it sends matches the
+  // JSON it sends. This trusts the validator: use it only where the user asked for that.
+  static Result<ledger::Genesis> FetchGenesis(const ChainClientOptions& options);
+
+  ~ChainClient();
+  ChainClient(const ChainClient&) = delete;
+  ChainClient& operator=(const ChainClient&) = delete;
+
+  // Submits encoded transaction bytes. With `wait`, returns once committed, with the
+  // inclusion proof verified. Errors are the validator's (InvalidArgument, Unauthenticated,
+  // PermissionDenied, AlreadyExists, ResourceExhausted, DeadlineExceeded: it may still commit)
+  // with the endpoint named; DataLoss when the returned proof does not verify. After a
+  // failover, an AlreadyExists for this very transaction is answered with its proof.
+  Result<SubmitResult> Submit(ByteSpan tx, bool wait = true);
+
+  // FailedPrecondition when the validator runs another chain id or genesis.
+  Result<ReportedHead> GetHead();
+
+  // Block `height`, verified: it decodes within the genesis limits, is at that height, hashes
+  // to the digest the certificate signs, matches its tx root (or is a null block with the
+  // null-block digest), and the certificate is a quorum of genesis validators. NotFound above
+  // the head (from every validator); DataLoss/Unauthenticated when no validator serves it
+  // correctly.
+  Result<ledger::StoredBlock> GetBlock(uint64_t height);
+
+  // A committed transaction with its verified inclusion proof. NotFound when unknown.
+  Result<VerifiedTx> GetTx(const ledger::TxId& id);
+
+  // One page of the registry (reported, not verifiable against the genesis), in key order
+  // after `start_after` (public key hex / cid; "" from the start); at most `limit` (1..1000).
+  Result<std::vector<NodeEntry>> ListNodes(const std::string& start_after, uint32_t limit);
+  Result<std::vector<ledger::ExpertRecord>> ListExperts(const std::string& start_after,
+                                                        uint32_t limit);
+  Result<std::vector<ledger::ModelRecord>> ListModels(const std::string& start_after,
+                                                      uint32_t limit);
+
+  // The genesis of the answering validator; FailedPrecondition when it differs from ours.
+  Result<ledger::Genesis> GetGenesis();
+
+  // Streams verified blocks from `from_height` (at least 1) on, each linked to the one
+  // before, and then each new block as it commits, until `callback` returns false (OK) or no
+  // endpoint can continue the stream. A broken stream resumes on the next endpoint at the next
+  // height. DataLoss when a block does not verify or does not link.
+  Status WatchBlocks(uint64_t from_height, const BlockCallback& callback);
+
+  const ledger::Genesis& genesis() const { return genesis_; }
+  const ledger::Digest& genesis_digest() const { return genesis_digest_; }
+
+ private:
+  struct Endpoint;
+  ChainClient(ChainClientOptions options, ledger::Genesis genesis);
+  enum class Retry { kUnavailableOnly, kReads };
+  template <typename T>
+  Result<T> WithFailover(Retry retry, const std::function<Result<T>(Endpoint&)>& call);
+  Result<SubmitResult> SubmitTo(Endpoint& endpoint, ByteSpan tx, bool wait);
+  Status WatchFrom(Endpoint& endpoint, uint64_t* next_height, ledger::Digest* prev_digest,
+                   const BlockCallback& callback, bool* stopped);
+
+  ChainClientOptions options_;
+  ledger::Genesis genesis_;
+  ledger::Digest genesis_digest_;
+  ledger::ValidatorSet validators_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  std::atomic<size_t> preferred_{0};
+};
+
+// ---- Offline checks, shared with the CLI and tests (no network). ----
+
+// Checks a block as received: `block` (empty: null block), `cert` encodings and the digest the
+// sender claims, at `height`, against the genesis. DataLoss or Unauthenticated naming the
+// height and what failed.
+Result<ledger::StoredBlock> VerifyBlockBytes(const ledger::Genesis& genesis, uint64_t height,
+                                             ByteSpan block, ByteSpan cert,
+                                             ByteSpan claimed_digest);
+
+// Checks a transaction with its proof, header and certificate encodings (ledger::
+// VerifyTxInclusion against the genesis validators) and that the header is at `height`.
+// DataLoss / Unauthenticated saying what failed.
+Result<VerifiedTx> VerifyTxBytes(const ledger::Genesis& genesis, ByteSpan tx, uint64_t height,
+                                 ByteSpan proof, ByteSpan header, ByteSpan cert);
+
+// Re-checks a VerifiedTx (e.g. one read from a file) against the genesis.
+Status VerifyTx(const ledger::Genesis& genesis, const VerifiedTx& tx);
+
+// The block limits of a genesis (for decoding untrusted blocks).
+ledger::BlockLimits LimitsOf(const ledger::Genesis& genesis);
+
+// A self-contained proof file (JSON, docs/auditor.md): chain id, genesis digest, tx id,
+// height, and the tx, proof, header and certificate encodings as hex.
+std::string TxProofFileJson(const ledger::Genesis& genesis, const VerifiedTx& tx);
+// Parses and verifies a proof file against the genesis. InvalidArgument for malformed files;
+// FailedPrecondition when it names another chain or genesis; DataLoss / Unauthenticated when
+// the proof does not verify.
+Result<VerifiedTx> ParseTxProofFile(const ledger::Genesis& genesis, std::string_view text);
+
+}  // namespace trustmoe::chain
