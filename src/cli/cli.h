@@ -17,6 +17,12 @@ using Action = std::function<Status()>;
 void AddKeyCommands(CLI::App& app, Action* run);
 void AddCertCommands(CLI::App& app, Action* run);
 void AddStoreCommands(CLI::App& app, Action* run);
+// chain_commands.cc: genesis, ledger (audit), node register, expert/model publish.
+void AddGenesisCommands(CLI::App& app, Action* run);
+void AddLedgerCommands(CLI::App& app, Action* run);
+void AddNodeCommands(CLI::App& app, Action* run);
+void AddExpertCommands(CLI::App& app, Action* run);
+void AddModelCommands(CLI::App& app, Action* run);
 
 // Prints "\r<verb> 12.0 MiB / 1.0 GiB (1%) 300.2 MiB/s" on a terminal, or a line per quarter
 // otherwise; only for transfers of at least 8 MiB.

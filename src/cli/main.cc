@@ -1,4 +1,4 @@
-// trustmoe: the one CLI of TrustMoE (keys, certificates, store; later genesis, jobs, ledger).
+// trustmoe: the one CLI of TrustMoE (keys, certificates, store, genesis, ledger; later jobs).
 #include <cstdio>
 
 #include "cli/cli.h"
@@ -6,13 +6,20 @@
 
 int main(int argc, char** argv) {
   trustmoe::TuneMallocForStreaming();
-  CLI::App app{"trustmoe: command line of TrustMoE (keys, certificates, blob store)"};
+  CLI::App app{
+      "trustmoe: command line of TrustMoE (keys, certificates, blob store, genesis, ledger "
+      "audit, node/expert/model registration)"};
   app.set_version_flag("--version", "trustmoe 0.1.0");
   app.require_subcommand(1);
   trustmoe::cli::Action run;
   trustmoe::cli::AddKeyCommands(app, &run);
   trustmoe::cli::AddCertCommands(app, &run);
   trustmoe::cli::AddStoreCommands(app, &run);
+  trustmoe::cli::AddGenesisCommands(app, &run);
+  trustmoe::cli::AddLedgerCommands(app, &run);
+  trustmoe::cli::AddNodeCommands(app, &run);
+  trustmoe::cli::AddExpertCommands(app, &run);
+  trustmoe::cli::AddModelCommands(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
