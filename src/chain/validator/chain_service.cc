@@ -1,0 +1,483 @@
+#include "chain/validator/chain_service.h"
+
+#include <algorithm>
+#include <exception>
+
+#include "common/log.h"
+#include "net/transport.h"
+
+namespace trustmoe::validator {
+namespace {
+
+constexpr size_t kKeyTextBytesMax = 512;  // start_after and prefix fields
+
+std::string ToString(const Bytes& b) { return std::string(b.begin(), b.end()); }
+template <size_t N>
+std::string ToString(const std::array<uint8_t, N>& a) {
+  return std::string(a.begin(), a.end());
+}
+
+Status CheckKeyText(const std::string& value, const char* field) {
+  if (value.size() > kKeyTextBytesMax) {
+    return Status::InvalidArgument(std::string("field ") + field + " is " +
+                                   std::to_string(value.size()) + " bytes; at most " +
+                                   std::to_string(kKeyTextBytesMax));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void FillTxInfo(const ledger::TxWithProof& tx, v1::TxInfo* info) {
+  info->set_tx(ToString(tx.tx));
+  info->set_height(tx.proof.height);
+  info->set_proof(ToString(tx.proof.Encode()));
+  info->set_header(ToString(tx.header.Encode()));
+  info->set_certificate(ToString(tx.cert.Encode()));
+}
+
+// ---- WatchBlocks ----
+
+// One WatchBlocks stream: writes block next_ when it is committed and no write is in flight.
+// Owned by gRPC until OnDone, and by callers holding a reference (ChainService::OnCommit and
+// Shutdown); deleted when both let go.
+class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::BlockInfo> {
+ public:
+  WatchReactor(ChainService* service, uint64_t from_height)
+      : service_(service), next_(std::max<uint64_t>(from_height, 1)) {}
+
+  void Begin() {
+    Status refusal;
+    if (!service_->RegisterWatch(this, &refusal)) {
+      std::lock_guard lock(mu_);
+      FinishLocked(net::ToGrpcStatus(refusal));
+      return;
+    }
+    Pump();
+  }
+
+  // A block was committed, or shutdown asks the stream to end.
+  void Pump() {
+    std::lock_guard lock(mu_);
+    PumpLocked();
+  }
+  void End() {
+    std::lock_guard lock(mu_);
+    end_requested_ = true;
+    PumpLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    PumpLocked();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    end_requested_ = true;
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    service_->UnregisterWatch(this);
+    Unref();
+  }
+
+  void Ref() { refs_.fetch_add(1); }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+ private:
+  void PumpLocked() {
+    if (finished_ || writing_) return;
+    if (end_requested_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    const ledger::LedgerStore& store = service_->node_->store();
+    if (next_ > store.Head().height) return;  // woken by the next commit
+    Result<ledger::StoredBlock> block = Status::Internal("unread");
+    try {
+      block = store.GetBlock(next_);
+    } catch (const std::exception& e) {
+      block = Status::Internal(std::string("reading the ledger: ") + e.what());
+    }
+    if (!block.ok()) {
+      service_->Refused(block.status(), "WatchBlocks");
+      FinishLocked(net::ToGrpcStatus(block.status()));
+      return;
+    }
+    message_.Clear();
+    message_.set_height(block->height);
+    message_.set_digest(ToString(block->digest));
+    if (block->block) message_.set_block(ToString(block->block->Encode()));
+    message_.set_certificate(ToString(block->cert.Encode()));
+    ++next_;
+    writing_ = true;
+    StartWrite(&message_);
+  }
+
+  void FinishLocked(grpc::Status status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(status));
+  }
+
+  ChainService* service_;
+  std::mutex mu_;
+  uint64_t next_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool end_requested_ = false;
+  v1::BlockInfo message_;
+  std::atomic<int> refs_{1};
+};
+
+// ---- Service ----
+
+ChainService::ChainService(Node* node, ChainServiceOptions options, MetricsRegistry* metrics)
+    : node_(node), options_(options), metrics_(metrics) {
+  watch_gauge_ = metrics->GetGauge("trustmoe_validator_watch_streams", "Open WatchBlocks streams");
+  node_->SetCommitListener([this](uint64_t height) { OnCommit(height); });
+}
+
+ChainService::~ChainService() { Shutdown(); }
+
+void ChainService::Refused(const Status& status, const char* rpc) {
+  metrics_
+      ->GetCounter("trustmoe_validator_rpc_refused_total",
+                   "ChainService calls answered with an error, by RPC and status code",
+                   {{"rpc", rpc}, {"code", std::string(StatusCodeName(status.code()))}})
+      ->Inc();
+  TM_DEBUG("{} refused: {}", rpc, status.ToString());
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* ChainService::Unary(grpc::CallbackServerContext* ctx, const char* rpc,
+                                              Fn body) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Status status;
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) status = Status::Unavailable("validator is shutting down");
+  }
+  if (status.ok()) {
+    try {
+      status = body();
+    } catch (const std::exception& e) {
+      status = Status::Internal(std::string(rpc) + ": " + e.what());
+    }
+  }
+  if (!status.ok()) Refused(status, rpc);
+  reactor->Finish(net::ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ChainService::SubmitTx(grpc::CallbackServerContext* ctx,
+                                                 const v1::SubmitTxRequest* request,
+                                                 v1::SubmitTxResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto refuse = [&](const Status& status) {
+    Refused(status, "SubmitTx");
+    reactor->Finish(net::ToGrpcStatus(status));
+    return reactor;
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) return refuse(Status::Unavailable("validator is shutting down"));
+  }
+  const std::string& tx = request->tx();
+  if (tx.empty()) return refuse(Status::InvalidArgument("field tx is empty"));
+  uint32_t tx_bytes_max = node_->pbft_config().tx_bytes_max;
+  if (tx.size() > tx_bytes_max) {
+    return refuse(Status::InvalidArgument("transaction of " + std::to_string(tx.size()) +
+                                          " bytes is over tx_bytes_max (" +
+                                          std::to_string(tx_bytes_max) + ")"));
+  }
+  int64_t timeout_ms = request->timeout_ms() == 0 ? options_.submit_timeout_ms
+                                                  : static_cast<int64_t>(request->timeout_ms());
+  timeout_ms = std::min(timeout_ms, options_.submit_timeout_max_ms);
+  try {
+    node_->SubmitTx(Bytes(tx.begin(), tx.end()), !request->no_wait(), timeout_ms,
+                    [this, reactor, response](SubmitOutcome outcome) {
+                      if (!outcome.status.ok()) {
+                        Refused(outcome.status, "SubmitTx");
+                        reactor->Finish(net::ToGrpcStatus(outcome.status));
+                        return;
+                      }
+                      response->set_tx_id(ToString(outcome.tx_id));
+                      if (outcome.committed) {
+                        response->set_height(outcome.committed->proof.height);
+                        FillTxInfo(*outcome.committed, response->mutable_committed());
+                      }
+                      reactor->Finish(grpc::Status::OK);
+                    });
+  } catch (const std::exception& e) {
+    return refuse(Status::Internal(std::string("SubmitTx: ") + e.what()));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ChainService::GetHead(grpc::CallbackServerContext* ctx,
+                                                const v1::GetHeadRequest*,
+                                                v1::HeadInfo* response) {
+  return Unary(ctx, "GetHead", [&] { return DoGetHead(response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::GetBlock(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetBlockRequest* request,
+                                                 v1::BlockInfo* response) {
+  return Unary(ctx, "GetBlock", [&] { return DoGetBlock(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::GetTx(grpc::CallbackServerContext* ctx,
+                                              const v1::GetTxRequest* request,
+                                              v1::TxInfo* response) {
+  return Unary(ctx, "GetTx", [&] { return DoGetTx(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::ListNodes(grpc::CallbackServerContext* ctx,
+                                                  const v1::ListNodesRequest* request,
+                                                  v1::ListNodesResponse* response) {
+  return Unary(ctx, "ListNodes", [&] { return DoListNodes(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::ListExperts(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListExpertsRequest* request,
+                                                    v1::ListExpertsResponse* response) {
+  return Unary(ctx, "ListExperts", [&] { return DoListExperts(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::ListModels(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListModelsRequest* request,
+                                                   v1::ListModelsResponse* response) {
+  return Unary(ctx, "ListModels", [&] { return DoListModels(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::ScanState(grpc::CallbackServerContext* ctx,
+                                                  const v1::ScanStateRequest* request,
+                                                  v1::ScanStateResponse* response) {
+  return Unary(ctx, "ScanState", [&] { return DoScanState(*request, response); });
+}
+
+grpc::ServerUnaryReactor* ChainService::GetGenesis(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetGenesisRequest*,
+                                                   v1::GenesisInfo* response) {
+  return Unary(ctx, "GetGenesis", [&] {
+    response->set_json(node_->genesis().ToJson());
+    response->set_digest(ToString(node_->genesis_digest()));
+    return Status::Ok();
+  });
+}
+
+grpc::ServerWriteReactor<v1::BlockInfo>* ChainService::WatchBlocks(
+    grpc::CallbackServerContext*, const v1::WatchBlocksRequest* request) {
+  auto* reactor = new WatchReactor(this, request->from_height());
+  reactor->Begin();
+  return reactor;
+}
+
+// ---- Queries ----
+
+Status ChainService::DoGetHead(v1::HeadInfo* response) {
+  ledger::LedgerHead head = node_->store().Head();
+  response->set_height(head.height);
+  response->set_digest(ToString(head.digest));
+  response->set_state_root(ToString(head.state_root));
+  response->set_view(node_->view());
+  response->set_validator_id(node_->id());
+  response->set_chain_id(node_->genesis().chain_id);
+  response->set_genesis_digest(ToString(node_->genesis_digest()));
+  return Status::Ok();
+}
+
+Status ChainService::DoGetBlock(const v1::GetBlockRequest& request, v1::BlockInfo* response) {
+  if (request.height() == 0) {
+    return Status::InvalidArgument("height must be at least 1 (block 1 follows the genesis)");
+  }
+  uint64_t head = node_->store().Head().height;
+  if (request.height() > head) {
+    return Status::NotFound("block " + std::to_string(request.height()) +
+                            " is not committed yet (head is " + std::to_string(head) + ")");
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ledger::StoredBlock block, node_->store().GetBlock(request.height()));
+  response->set_height(block.height);
+  response->set_digest(ToString(block.digest));
+  if (block.block) response->set_block(ToString(block.block->Encode()));
+  response->set_certificate(ToString(block.cert.Encode()));
+  return Status::Ok();
+}
+
+Status ChainService::DoGetTx(const v1::GetTxRequest& request, v1::TxInfo* response) {
+  if (request.tx_id().size() != 32) {
+    return Status::InvalidArgument("tx_id must be 32 bytes, got " +
+                                   std::to_string(request.tx_id().size()));
+  }
+  pbft::TxId id{};
+  std::copy(request.tx_id().begin(), request.tx_id().end(), id.begin());
+  TRUSTMOE_ASSIGN_OR_RETURN(ledger::TxWithProof tx, node_->store().GetTx(id));
+  FillTxInfo(tx, response);
+  return Status::Ok();
+}
+
+uint32_t ChainService::ListLimit(uint32_t requested) const {
+  if (requested == 0) return options_.list_limit_max;
+  return std::min(requested, options_.list_limit_max);
+}
+
+Status ChainService::DoListNodes(const v1::ListNodesRequest& request,
+                                 v1::ListNodesResponse* response) {
+  TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
+  std::string after = request.start_after().empty() ? "" : "node/" + request.start_after();
+  const ledger::LedgerStore& store = node_->store();
+  TRUSTMOE_ASSIGN_OR_RETURN(auto entries, store.Scan("node/", after, ListLimit(request.limit())));
+  for (const auto& [key, value] : entries) {
+    auto record = ledger::NodeRecord::Decode(value);
+    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    ledger::Reputation rep;
+    TRUSTMOE_ASSIGN_OR_RETURN(auto rep_bytes, store.Get(ledger::ReputationKey(record->key)));
+    if (rep_bytes) {
+      auto decoded = ledger::Reputation::Decode(*rep_bytes);
+      if (!decoded.ok()) {
+        return Status::DataLoss("reputation of " + record->key.Hex() + ": " +
+                                decoded.status().message());
+      }
+      rep = *decoded;
+    }
+    v1::NodeInfo* info = response->add_nodes();
+    info->set_public_key(ToString(record->key.bytes()));
+    info->set_role(std::string(ledger::NodeRoleName(record->role)));
+    info->set_name(record->name);
+    info->set_endpoint(record->endpoint);
+    info->set_registered_height(record->registered_height);
+    info->set_accepted(rep.accepted);
+    info->set_rejected(rep.rejected);
+    info->set_strikes(rep.strikes);
+    info->set_blacklisted(rep.blacklisted);
+    info->set_blacklisted_height(rep.blacklisted_height);
+  }
+  return Status::Ok();
+}
+
+Status ChainService::DoListExperts(const v1::ListExpertsRequest& request,
+                                   v1::ListExpertsResponse* response) {
+  TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
+  std::string after =
+      request.start_after().empty() ? "" : ledger::ExpertKey(request.start_after());
+  TRUSTMOE_ASSIGN_OR_RETURN(auto entries,
+                            node_->store().Scan("expert/", after, ListLimit(request.limit())));
+  for (const auto& [key, value] : entries) {
+    auto record = ledger::ExpertRecord::Decode(value);
+    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    v1::ExpertInfo* info = response->add_experts();
+    info->set_cid(record->cid);
+    info->set_name(record->name);
+    info->set_arch(record->arch);
+    info->set_size(record->size);
+    info->set_publisher(ToString(record->publisher.bytes()));
+    info->set_height(record->height);
+  }
+  return Status::Ok();
+}
+
+Status ChainService::DoListModels(const v1::ListModelsRequest& request,
+                                  v1::ListModelsResponse* response) {
+  TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
+  std::string after = request.start_after().empty() ? "" : ledger::ModelKey(request.start_after());
+  TRUSTMOE_ASSIGN_OR_RETURN(auto entries,
+                            node_->store().Scan("model/", after, ListLimit(request.limit())));
+  for (const auto& [key, value] : entries) {
+    auto record = ledger::ModelRecord::Decode(value);
+    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    v1::ModelInfo* info = response->add_models();
+    info->set_manifest_cid(record->manifest_cid);
+    info->set_name(record->name);
+    info->set_publisher(ToString(record->publisher.bytes()));
+    info->set_height(record->height);
+  }
+  return Status::Ok();
+}
+
+Status ChainService::DoScanState(const v1::ScanStateRequest& request,
+                                 v1::ScanStateResponse* response) {
+  TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.prefix(), "prefix"));
+  TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
+  uint32_t limit = request.limit() == 0 ? std::min<uint32_t>(1000, options_.scan_limit_max)
+                                        : request.limit();
+  if (limit > options_.scan_limit_max) {
+    return Status::InvalidArgument("limit " + std::to_string(limit) + " is over the maximum of " +
+                                   std::to_string(options_.scan_limit_max));
+  }
+  response->set_height(node_->store().Head().height);
+  TRUSTMOE_ASSIGN_OR_RETURN(auto entries,
+                            node_->store().Scan(request.prefix(), request.start_after(), limit));
+  for (auto& [key, value] : entries) {
+    v1::StateEntry* entry = response->add_entries();
+    entry->set_key(key);
+    entry->set_value(ToString(value));
+  }
+  return Status::Ok();
+}
+
+// ---- Watches ----
+
+bool ChainService::RegisterWatch(WatchReactor* reactor, Status* refusal) {
+  std::lock_guard lock(mu_);
+  if (shut_down_) {
+    *refusal = Status::Unavailable("validator is shutting down");
+  } else if (watches_.size() >= options_.watch_streams_max) {
+    *refusal = Status::ResourceExhausted("validator serves its maximum of " +
+                                         std::to_string(options_.watch_streams_max) +
+                                         " WatchBlocks streams; retry later");
+  } else {
+    watches_.insert(reactor);
+    watch_gauge_->Set(static_cast<double>(watches_.size()));
+    return true;
+  }
+  return false;
+}
+
+void ChainService::UnregisterWatch(WatchReactor* reactor) {
+  std::lock_guard lock(mu_);
+  watches_.erase(reactor);
+  watch_gauge_->Set(static_cast<double>(watches_.size()));
+}
+
+void ChainService::OnCommit(uint64_t) {
+  std::vector<WatchReactor*> watches;
+  {
+    std::lock_guard lock(mu_);
+    for (WatchReactor* w : watches_) {
+      w->Ref();
+      watches.push_back(w);
+    }
+  }
+  for (WatchReactor* w : watches) {
+    w->Pump();
+    w->Unref();
+  }
+}
+
+void ChainService::Shutdown() {
+  std::vector<WatchReactor*> watches;
+  {
+    std::lock_guard lock(mu_);
+    shut_down_ = true;
+    for (WatchReactor* w : watches_) {
+      w->Ref();
+      watches.push_back(w);
+    }
+  }
+  for (WatchReactor* w : watches) {
+    w->End();
+    w->Unref();
+  }
+}
+
+}  // namespace trustmoe::validator

@@ -1,0 +1,100 @@
+// ChainService (proto/trustmoe/v1/chain.proto) on a validator node, on gRPC's callback API.
+//
+// SubmitTx holds no thread while it waits: its reactor is finished from the node's commit
+// path (or its deadline). Queries read the committed ledger directly (LedgerStore reads are
+// safe beside the consensus thread) and answer on the gRPC thread. WatchBlocks streams blocks
+// from the ledger by height, one write in flight at a time, and is woken by each commit; a
+// slow reader only falls behind, it buffers nothing. Every request field is checked and
+// refused with INVALID_ARGUMENT saying what is wrong.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <set>
+
+#include "chain/validator/node.h"
+#include "common/metrics.h"
+#include "trustmoe/v1/chain.grpc.pb.h"
+
+namespace trustmoe::validator {
+
+struct ChainServiceOptions {
+  int64_t submit_timeout_ms = 30000;       // when a request gives 0
+  int64_t submit_timeout_max_ms = 300000;  // longer requested waits are cut to this
+  uint32_t watch_streams_max = 256;
+  uint32_t list_limit_max = 1000;          // ListNodes / ListExperts / ListModels
+  uint32_t scan_limit_max = 10000;         // ScanState
+};
+
+class ChainService final : public v1::ChainService::CallbackService {
+ public:
+  // `node` and `metrics` must outlive the service. Installs the node's commit listener.
+  ChainService(Node* node, ChainServiceOptions options, MetricsRegistry* metrics);
+  ~ChainService() override;
+
+  // Ends every WatchBlocks stream (OK) and answers new calls with UNAVAILABLE.
+  void Shutdown();
+
+  grpc::ServerUnaryReactor* SubmitTx(grpc::CallbackServerContext* ctx,
+                                     const v1::SubmitTxRequest* request,
+                                     v1::SubmitTxResponse* response) override;
+  grpc::ServerUnaryReactor* GetHead(grpc::CallbackServerContext* ctx,
+                                    const v1::GetHeadRequest* request,
+                                    v1::HeadInfo* response) override;
+  grpc::ServerUnaryReactor* GetBlock(grpc::CallbackServerContext* ctx,
+                                     const v1::GetBlockRequest* request,
+                                     v1::BlockInfo* response) override;
+  grpc::ServerUnaryReactor* GetTx(grpc::CallbackServerContext* ctx,
+                                  const v1::GetTxRequest* request, v1::TxInfo* response) override;
+  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
+                                      const v1::ListNodesRequest* request,
+                                      v1::ListNodesResponse* response) override;
+  grpc::ServerUnaryReactor* ListExperts(grpc::CallbackServerContext* ctx,
+                                        const v1::ListExpertsRequest* request,
+                                        v1::ListExpertsResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* ScanState(grpc::CallbackServerContext* ctx,
+                                      const v1::ScanStateRequest* request,
+                                      v1::ScanStateResponse* response) override;
+  grpc::ServerUnaryReactor* GetGenesis(grpc::CallbackServerContext* ctx,
+                                       const v1::GetGenesisRequest* request,
+                                       v1::GenesisInfo* response) override;
+  grpc::ServerWriteReactor<v1::BlockInfo>* WatchBlocks(grpc::CallbackServerContext* ctx,
+                                                       const v1::WatchBlocksRequest* request) override;
+
+ private:
+  class WatchReactor;
+  // Runs `body` (catching exceptions), counts a refusal, and finishes the default reactor.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* rpc, Fn body);
+  void Refused(const Status& status, const char* rpc);
+  void OnCommit(uint64_t height);
+  bool RegisterWatch(WatchReactor* reactor, Status* refusal);
+  void UnregisterWatch(WatchReactor* reactor);
+
+  Status DoGetHead(v1::HeadInfo* response);
+  Status DoGetBlock(const v1::GetBlockRequest& request, v1::BlockInfo* response);
+  Status DoGetTx(const v1::GetTxRequest& request, v1::TxInfo* response);
+  Status DoListNodes(const v1::ListNodesRequest& request, v1::ListNodesResponse* response);
+  Status DoListExperts(const v1::ListExpertsRequest& request, v1::ListExpertsResponse* response);
+  Status DoListModels(const v1::ListModelsRequest& request, v1::ListModelsResponse* response);
+  Status DoScanState(const v1::ScanStateRequest& request, v1::ScanStateResponse* response);
+  uint32_t ListLimit(uint32_t requested) const;
+
+  Node* node_;
+  const ChainServiceOptions options_;
+  MetricsRegistry* metrics_;
+  Gauge* watch_gauge_;
+
+  std::mutex mu_;
+  bool shut_down_ = false;
+  std::set<WatchReactor*> watches_;
+};
+
+// Fills `info` from a committed transaction with its proof.
+void FillTxInfo(const ledger::TxWithProof& tx, v1::TxInfo* info);
+
+}  // namespace trustmoe::validator

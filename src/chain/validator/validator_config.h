@@ -1,0 +1,68 @@
+// trustmoe-validator's configuration file (docs/validator.md lists every key;
+// deploy/config/validator.toml is a commented example).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "net/transport.h"
+
+namespace trustmoe::validator {
+
+struct ValidatorConfig {
+  // gRPC: ChainService for clients and ValidatorPeerService for the other validators. The
+  // genesis file names the endpoint the peers dial; this is the address bound.
+  std::string listen = "127.0.0.1:7600";
+  std::string http_listen = "127.0.0.1:7601";  // [http] listen: /metrics and /healthz
+  std::string data_dir;                        // RocksDB ledger
+  std::string identity_key;                    // PEM, mode 0600; must be a genesis validator
+  std::string genesis;                         // genesis JSON file
+  std::string port_file;  // if set: "<grpc port> <http port>\n" written once serving
+  LogOptions log;
+  net::TransportConfig transport;
+  // SIGTERM: how long unary calls in progress may take to finish.
+  int64_t drain_timeout_ms = 5000;
+
+  // [submit]
+  int64_t submit_timeout_ms = 30000;       // wait bound when a request gives 0
+  int64_t submit_timeout_max_ms = 300000;  // larger requested waits are cut to this
+  uint32_t submit_waiters_max = 10000;     // SubmitTx calls waiting for their commit
+
+  // [node]
+  uint32_t event_queue_max = 65536;           // events waiting for the consensus thread
+  uint64_t event_queue_bytes_max = 256ull << 20;
+  uint32_t step_events_max = 4096;            // events drained into one step
+
+  // [peers]
+  uint32_t peer_queue_max = 4096;  // outgoing messages per peer; the oldest is dropped
+  uint64_t peer_queue_bytes_max = 128ull << 20;
+  int64_t peer_reconnect_min_ms = 100;
+  int64_t peer_reconnect_max_ms = 5000;
+
+  // [pool] local pool limits (the block limits come from the genesis file).
+  uint32_t pool_txs_max = 100000;
+  uint64_t pool_bytes_max = 256ull << 20;
+  int64_t tx_pending_max_ms = 120000;
+
+  // [watch]
+  uint32_t watch_streams_max = 256;  // concurrent WatchBlocks streams
+  // [query]
+  uint32_t list_limit_max = 1000;    // ListNodes/ListExperts/ListModels page size
+  uint32_t scan_limit_max = 10000;   // ScanState page size
+};
+
+// Reads and checks the file: unknown keys, wrong types, missing required keys (data_dir,
+// identity_key, genesis) and values out of range are InvalidArgument naming file and line;
+// NotFound when the file itself is missing. Does not open the genesis or key files (the
+// daemon does, and names them when they fail).
+Result<ValidatorConfig> LoadValidatorConfig(const std::string& path);
+
+// As LoadValidatorConfig, from text; `source_name` stands for the file name in messages.
+Result<ValidatorConfig> ParseValidatorConfig(std::string_view text, std::string source_name);
+
+// "host:port" split; InvalidArgument unless port is 0..65535.
+Status SplitHostPort(const std::string& address, std::string* host, int* port);
+
+}  // namespace trustmoe::validator
