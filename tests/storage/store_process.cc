@@ -31,6 +31,8 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr Ms kStartTimeout = std::chrono::seconds(30);
 constexpr Ms kStopTimeout = std::chrono::seconds(30);
 
+}  // namespace
+
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;
@@ -38,8 +40,6 @@ std::string ReadText(const std::string& path) {
   return buffer.str();
 }
 
-// Forks and execs `argv` with stdout and stderr going to `out_path` and `err_path` (appended).
-// The child dies with the parent and starts with no blocked signals.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
             const std::string& err_path) {
   std::vector<char*> args;
@@ -65,7 +65,6 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
   ::_exit(127);
 }
 
-// Decodes a waitpid status into `result`.
 void DecodeWait(int status, ProcessResult* result) {
   if (WIFEXITED(status)) {
     result->exit_code = WEXITSTATUS(status);
@@ -74,8 +73,7 @@ void DecodeWait(int status, ProcessResult* result) {
   }
 }
 
-// Waits for `pid` until `timeout`; true and `*status` when it exited.
-bool WaitPid(pid_t pid, Ms timeout, int* status) {
+bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status) {
   bool exited = false;
   WaitFor(
       [&] {
@@ -86,8 +84,6 @@ bool WaitPid(pid_t pid, Ms timeout, int* status) {
       timeout);
   return exited;
 }
-
-}  // namespace
 
 const char* StoreBinary() { return TRUSTMOE_STORE_BIN; }
 const char* CliBinary() { return TRUSTMOE_CLI_BIN; }

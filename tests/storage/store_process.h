@@ -69,6 +69,18 @@ struct ProcessResult {
 ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& work_dir,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// Forks and execs `argv` with stdout and stderr going to `out_path` and `err_path` (appended).
+// The child dies with the parent (PR_SET_PDEATHSIG) and starts with no blocked signals.
+// -1 when fork fails.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
+            const std::string& err_path);
+// Waits for `pid` until `timeout`; true and `*status` when it exited.
+bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status);
+// Decodes a waitpid status into `result`.
+void DecodeWait(int status, ProcessResult* result);
+// The whole file as text ("" when unreadable).
+std::string ReadText(const std::string& path);
+
 // GET http://127.0.0.1:<port><path>; the body, or Unavailable.
 Result<std::string> HttpGet(int port, const std::string& path);
 

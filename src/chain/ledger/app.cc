@@ -83,7 +83,7 @@ Status LedgerApp::CheckTx(ByteSpan tx) {
   LedgerHead head = store_->Head();
   TxContext ctx{&genesis_, head.height + 1, head.time_unix_ms, 0};
   StateOverlay scratch(static_cast<const StateReader*>(store_));
-  return ExecuteTx(ctx, registry_, tx, &scratch);
+  return ExecuteTx(ctx, registry_, tx, &scratch, &signatures_);
 }
 
 Bytes LedgerApp::ProposeBlock(const pbft::BlockContext& ctx, const std::vector<Bytes>& txs) {
@@ -102,7 +102,7 @@ Bytes LedgerApp::ProposeBlock(const pbft::BlockContext& ctx, const std::vector<B
   std::set<pbft::TxId> ids;
   for (const Bytes& tx : txs) {
     if (!ids.insert(pbft::ComputeTxId(tx)).second) continue;
-    Status s = ExecuteTx(tctx, registry_, tx, &state);
+    Status s = ExecuteTx(tctx, registry_, tx, &state, &signatures_);
     if (!s.ok()) {
       TM_DEBUG("block {}: leaving out a transaction: {}", h.height, s.ToString());
       continue;
@@ -126,7 +126,7 @@ Status LedgerApp::ExecuteAll(const TxContext& ctx, const std::vector<Bytes>& txs
       return Status::InvalidArgument("transaction " + std::to_string(i) +
                                      " is already committed or repeated in the block");
     }
-    Status s = ExecuteTx(ctx, registry_, txs[i], state);
+    Status s = ExecuteTx(ctx, registry_, txs[i], state, &signatures_);
     if (!s.ok()) return s.WithContext("transaction " + std::to_string(i));
   }
   return Status::Ok();
@@ -199,7 +199,7 @@ pbft::Digest LedgerApp::ExecuteBlock(const pbft::CommittedBlock& committed) {
     for (size_t i = 0; i < block.value().txs.size(); ++i) {
       // A quorum validated the block, so every transaction executes; a failure here means
       // non-determinism, and the transaction is left without effect on every honest replica.
-      Status s = ExecuteTx(tctx, registry_, block.value().txs[i], &overlay);
+      Status s = ExecuteTx(tctx, registry_, block.value().txs[i], &overlay, &signatures_);
       if (!s.ok()) {
         TM_ERROR("block {}: committed transaction {} does not execute: {}", h.height, i,
                  s.ToString());

@@ -59,6 +59,7 @@ class LedgerApp : public pbft::Application {
   Genesis genesis_;
   Digest genesis_digest_;
   TxRegistry registry_;
+  SignatureCache signatures_;
 };
 
 // VerifyChain (links, tx roots, certificates) plus a replay of every transaction from the

@@ -251,14 +251,37 @@ const TxHandler* TxRegistry::Find(uint8_t type) const {
   return it == handlers_.end() ? nullptr : it->second.get();
 }
 
+bool SignatureCache::Contains(const pbft::TxId& id) const {
+  std::lock_guard lock(mu_);
+  return set_.count(id) != 0;
+}
+
+void SignatureCache::Insert(const pbft::TxId& id) {
+  std::lock_guard lock(mu_);
+  if (!set_.insert(id).second) return;
+  order_.push_back(id);
+  while (order_.size() > capacity_) {
+    set_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
 Status ExecuteTx(const TxContext& ctx, const TxRegistry& registry, ByteSpan tx_bytes,
-                 StateOverlay* state) {
+                 StateOverlay* state, SignatureCache* cache) {
   TRUSTMOE_ASSIGN_OR_RETURN(Tx tx, Tx::Decode(tx_bytes, ctx.genesis->params.tx_bytes_max));
   const TxHandler* handler = registry.Find(tx.type);
   if (handler == nullptr) {
     return Status::InvalidArgument("unknown transaction type " + std::to_string(tx.type));
   }
-  TRUSTMOE_RETURN_IF_ERROR(tx.VerifySignature(ctx.genesis->chain_id));
+  if (cache == nullptr) {
+    TRUSTMOE_RETURN_IF_ERROR(tx.VerifySignature(ctx.genesis->chain_id));
+  } else {
+    const pbft::TxId id = pbft::ComputeTxId(tx_bytes);
+    if (!cache->Contains(id)) {
+      TRUSTMOE_RETURN_IF_ERROR(tx.VerifySignature(ctx.genesis->chain_id));
+      cache->Insert(id);
+    }
+  }
   StateOverlay scratch(state);
   const std::string nonce_key = NonceKey(tx.signer, tx.nonce);
   TRUSTMOE_ASSIGN_OR_RETURN(auto used, scratch.Get(nonce_key));

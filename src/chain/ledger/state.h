@@ -20,6 +20,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <set>
 #include <functional>
 #include <map>
 #include <memory>
@@ -162,11 +165,29 @@ class TxRegistry {
   std::map<uint8_t, std::shared_ptr<const TxHandler>> handlers_;
 };
 
+// Ids of transactions whose signature verified. The id hashes the whole transaction, signature
+// included, so a hit means these exact bytes verified before. Bounded (oldest entries are
+// forgotten); thread-safe.
+class SignatureCache {
+ public:
+  explicit SignatureCache(size_t capacity = 1 << 17) : capacity_(capacity) {}
+  bool Contains(const pbft::TxId& id) const;
+  void Insert(const pbft::TxId& id);
+
+ private:
+  mutable std::mutex mu_;
+  size_t capacity_;
+  std::set<pbft::TxId> set_;
+  std::deque<pbft::TxId> order_;
+};
+
 // Checks and executes one encoded transaction into `state` (a child overlay is used, so
 // `state` is untouched on failure): decode, chain-id signature, known type, unused nonce,
-// signer not blacklisted, then the handler. Marks the nonce used.
+// signer not blacklisted, then the handler. Marks the nonce used. With a cache, a signature
+// is verified once per transaction (pool admission, proposal, validation and execution all
+// execute the same bytes).
 Status ExecuteTx(const TxContext& ctx, const TxRegistry& registry, ByteSpan tx_bytes,
-                 StateOverlay* state);
+                 StateOverlay* state, SignatureCache* cache = nullptr);
 
 // The writes that create the genesis state: every validator registered with role validator.
 std::map<std::string, std::optional<Bytes>> GenesisWrites(const Genesis& genesis);
