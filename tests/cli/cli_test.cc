@@ -1,0 +1,632 @@
+// The real `trustmoe` binary on genesis files and on ledgers built here with LedgerStore and
+// LedgerApp (certified with the test's validator keys): genesis creation and its bad inputs,
+// the offline ledger commands, a byte flipped in a stored block, proof files, and hostile
+// arguments. Online commands run against real validators in tests/integration.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chain/client/chain_client.h"
+#include "chain/client/chain_replay.h"
+#include "chain/ledger/app.h"
+#include "chain/ledger/genesis.h"
+#include "chain/ledger/ledger_store.h"
+#include "chain/ledger/state.h"
+#include "chain/ledger/tx.h"
+#include "common/files.h"
+#include "tests/ledger/ledger_fixture.h"
+#include "tests/storage/store_process.h"
+
+namespace trustmoe::cli {
+namespace {
+
+using ledger::testing::KeyFromByte;
+using ledger::testing::Validators;
+using storage::testing::CliBinary;
+using storage::testing::FileExists;
+using storage::testing::ProcessResult;
+using storage::testing::ReadFileBytes;
+using storage::testing::RunProcess;
+using storage::testing::TempDir;
+using storage::testing::WriteFileOrDie;
+
+constexpr char kChain[] = "cli-test";
+constexpr int64_t kTime0 = 1700000000000;
+
+std::string ReadText(const std::string& path) {
+  auto bytes = ReadFileBytes(path);
+  return bytes ? std::string(bytes->begin(), bytes->end()) : std::string();
+}
+
+ProcessResult Cli(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), CliBinary());
+  return RunProcess(args, dir.path(), std::chrono::seconds(60));
+}
+
+// A clear error: exit code 1 (not a crash, not a parse-error code), one "trustmoe: error:" line.
+void ExpectCleanError(const ProcessResult& r, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 1) << "signal " << r.signal << "\nstdout: " << r.out
+                            << "\nstderr: " << r.err;
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_NE(r.err.find("trustmoe: error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
+}
+
+nlohmann::json ParseJson(const ProcessResult& r) {
+  try {
+    return nlohmann::json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not JSON: " << e.what() << "\n" << r.out << "\nstderr: " << r.err;
+    return {};
+  }
+}
+
+// ---- genesis ----
+
+class GenesisCommandTest : public ::testing::Test {
+ protected:
+  GenesisCommandTest() {
+    for (int i = 0; i < 5; ++i) {
+      keys_.push_back(KeyFromByte(static_cast<uint8_t>(i + 1)));
+      WriteFileOrDie(PubPath(i), keys_.back().public_key().ToPem());
+    }
+    WriteFileOrDie(dir_.Sub("admin.pub.pem"), KeyFromByte(9).public_key().ToPem());
+    WriteFileOrDie(dir_.Sub("admin.pem"), KeyFromByte(9).ToPem(), 0600);
+  }
+  std::string PubPath(int i) const { return dir_.Sub("v" + std::to_string(i) + ".pub.pem"); }
+  // v<i>=<pem file or hex>@127.0.0.1:750<i>
+  std::string Spec(int i, bool hex = false) const {
+    return "v" + std::to_string(i) + "=" + (hex ? keys_[i].public_key().Hex() : PubPath(i)) +
+           "@127.0.0.1:750" + std::to_string(i);
+  }
+  std::vector<std::string> Args(int n, const std::string& out) const {
+    std::vector<std::string> args = {"genesis", "--chain-id", kChain, "--f", "1"};
+    for (int i = 0; i < n; ++i) {
+      args.push_back("--validator");
+      args.push_back(Spec(i, i % 2 == 1));
+    }
+    args.insert(args.end(), {"--admin-key", dir_.Sub("admin.pub.pem"), "--created-unix-ms",
+                             "1700000000000", "--out", out});
+    return args;
+  }
+
+  TempDir dir_;
+  std::vector<crypto::PrivateKey> keys_;
+};
+
+TEST_F(GenesisCommandTest, WritesAFileWhoseDigestIsPrinted) {
+  std::string out = dir_.Sub("genesis.json");
+  ProcessResult r = Cli(dir_, Args(4, out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto genesis = ledger::Genesis::Load(out);
+  ASSERT_TRUE(genesis.ok()) << genesis.status().ToString();
+  EXPECT_EQ(genesis->chain_id, kChain);
+  ASSERT_EQ(genesis->validators.size(), 4u);
+  EXPECT_EQ(genesis->validators[1].key, keys_[1].public_key());  // given as hex
+  EXPECT_EQ(genesis->validators[2].key, keys_[2].public_key());  // given as PEM
+  EXPECT_EQ(genesis->validators[3].endpoint, "127.0.0.1:7503");
+  EXPECT_EQ(genesis->admin_key, KeyFromByte(9).public_key());
+  EXPECT_EQ(genesis->created_unix_ms, 1700000000000);
+  EXPECT_NE(r.out.find(crypto::DigestHex(genesis->Hash())), std::string::npos) << r.out;
+
+  // Parameters and --json; the same inputs give the same digest.
+  std::vector<std::string> args = Args(4, dir_.Sub("g2.json"));
+  args.insert(args.end(), {"--param", "strike_threshold=5", "--param", "block_txs_max=500",
+                           "--json"});
+  r = Cli(dir_, args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = ParseJson(r);
+  auto g2 = ledger::Genesis::Load(dir_.Sub("g2.json"));
+  ASSERT_TRUE(g2.ok());
+  EXPECT_EQ(g2->params.strike_threshold, 5u);
+  EXPECT_EQ(g2->params.block_txs_max, 500u);
+  EXPECT_EQ(j["digest"], crypto::DigestHex(g2->Hash()));
+  EXPECT_NE(g2->Hash(), genesis->Hash());
+}
+
+TEST_F(GenesisCommandTest, RefusesToOverwriteWithoutForce) {
+  std::string out = dir_.Sub("genesis.json");
+  WriteFileOrDie(out, std::string("keep me"));
+  ExpectCleanError(Cli(dir_, Args(4, out)), "--force");
+  EXPECT_EQ(ReadText(out), "keep me");
+  std::vector<std::string> args = Args(4, out);
+  args.push_back("--force");
+  ProcessResult r = Cli(dir_, args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ledger::Genesis::Load(out).ok());
+}
+
+TEST_F(GenesisCommandTest, BadInputsGiveClearErrorsAndNoFile) {
+  std::string out = dir_.Sub("bad.json");
+  // n < 3f + 1.
+  ExpectCleanError(Cli(dir_, Args(3, out)), "3f + 1");
+  std::vector<std::string> args = Args(4, out);
+  args[4] = "2";  // --f 2 with 4 validators
+  ExpectCleanError(Cli(dir_, args), "3f + 1");
+  // The same key twice.
+  args = Args(4, out);
+  args.insert(args.end(), {"--validator", "v9=" + PubPath(0) + "@127.0.0.1:7509"});
+  ExpectCleanError(Cli(dir_, args), "public key");
+  // The same name twice.
+  args = Args(4, out);
+  args.insert(args.end(), {"--validator", "v0=" + PubPath(4) + "@127.0.0.1:7509"});
+  ExpectCleanError(Cli(dir_, args), "'v0'");
+  // Bad hex: too short, and not hex at all.
+  args = Args(4, out);
+  args.insert(args.end(), {"--validator", "v9=" + std::string(63, 'a') + "@127.0.0.1:7509"});
+  ExpectCleanError(Cli(dir_, args), "63 hex digits");
+  args = Args(4, out);
+  args.insert(args.end(), {"--validator", "v9=" + std::string(64, 'g') + "@127.0.0.1:7509"});
+  ExpectCleanError(Cli(dir_, args), "neither 64 hex digits");
+  // Malformed specs and endpoints.
+  for (const std::string& spec :
+       {std::string("v9"), std::string("=abc@h:1"), "v9=" + PubPath(4),
+        "v9=" + PubPath(4) + "@nohost", "v9=" + PubPath(4) + "@h:0",
+        "v9=" + PubPath(4) + "@h:99999"}) {
+    args = Args(4, out);
+    args.insert(args.end(), {"--validator", spec});
+    ExpectCleanError(Cli(dir_, args), "--validator");
+  }
+  // A private key where a public key belongs; a missing admin key file.
+  args = Args(4, out);
+  args[args.size() - 5] = dir_.Sub("admin.pem");
+  ExpectCleanError(Cli(dir_, args), "private key");
+  args[args.size() - 5] = dir_.Sub("missing.pem");
+  ExpectCleanError(Cli(dir_, args), "--admin-key");
+  // Bad chain id, unknown and malformed parameters, out-of-range values.
+  args = Args(4, out);
+  args[2] = "Bad Chain!";
+  ExpectCleanError(Cli(dir_, args), "chain");
+  for (const char* param : {"nonsense=1", "strike_threshold", "block_txs_max=-1",
+                                   "block_txs_max=99999999999", "strike_threshold=0",
+                                   "tx_bytes_max=abc"}) {
+    args = Args(4, out);
+    args.insert(args.end(), {"--param", std::string(param)});
+    ProcessResult r = Cli(dir_, args);
+    EXPECT_EQ(r.exit_code, 1) << param << ": " << r.err;
+    EXPECT_NE(r.err.find("trustmoe: error:"), std::string::npos) << param << ": " << r.err;
+  }
+  EXPECT_FALSE(FileExists(out));
+}
+
+// ---- a ledger built here ----
+
+// Blocks: 1 registers a researcher and an edge (admin), 2 publishes an expert and a model
+// (researcher), 3 is a null block, 4 re-registers the edge with an endpoint, 5 is empty.
+class LedgerCommandTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kHead = 5;
+
+  LedgerCommandTest() : admin_(KeyFromByte(9)), researcher_(KeyFromByte(20)) {
+    genesis_.chain_id = kChain;
+    genesis_.created_unix_ms = kTime0;
+    genesis_.f = 1;
+    for (size_t i = 0; i < validators_.keys.size(); ++i) {
+      genesis_.validators.push_back({"v" + std::to_string(i), validators_.keys[i].public_key(),
+                                     "127.0.0.1:" + std::to_string(7500 + i)});
+    }
+    genesis_.admin_key = admin_.public_key();
+    WriteFileOrDie(genesis_path(), genesis_.ToJson());
+    BuildLedger();
+  }
+
+  std::string genesis_path() const { return dir_.Sub("genesis.json"); }
+  std::string data_dir() const { return dir_.Sub("data"); }
+  std::string ledger_path() const { return dir_.Sub("data/ledger"); }
+
+  ledger::LedgerOptions Options() const {
+    ledger::LedgerOptions opts;
+    opts.path = ledger_path();
+    opts.validators = genesis_.Validators();
+    opts.limits = chain::LimitsOf(genesis_);
+    opts.genesis_digest = genesis_.Hash();
+    return opts;
+  }
+
+  Bytes Sign(const crypto::PrivateKey& key, ledger::TxType type, Bytes body) {
+    ledger::Tx tx = ledger::MakeTx(kChain, type, key, ++nonce_, std::move(body));
+    ids_.push_back(tx.Id());
+    return tx.Encode();
+  }
+
+  void Commit(ledger::LedgerApp& app, uint64_t height, uint64_t view,
+              const std::vector<Bytes>& txs, bool null_block = false) {
+    pbft::CommittedBlock committed;
+    committed.seq = height;
+    if (null_block) {
+      committed.digest = pbft::NullBlockDigest(height);
+    } else {
+      pbft::BlockContext ctx{height, view, static_cast<uint32_t>(view % 4),
+                             kTime0 + static_cast<int64_t>(height) * 1000};
+      committed.block = app.ProposeBlock(ctx, txs);
+      auto txs_in = app.TxsOf(committed.block);
+      ASSERT_TRUE(txs_in.ok());
+      ASSERT_EQ(txs_in->size(), txs.size()) << "block " << height << " left transactions out";
+      auto digest = app.BlockDigest(committed.block);
+      ASSERT_TRUE(digest.ok());
+      committed.digest = *digest;
+    }
+    committed.cert = validators_.Certify(view, height, committed.digest);
+    app.ExecuteBlock(committed);
+  }
+
+  void BuildLedger() {
+    ASSERT_TRUE(MakeDirs(data_dir()).ok());
+    auto store = ledger::LedgerStore::Open(Options());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto app = ledger::LedgerApp::Create(store->get(), genesis_, ledger::TxRegistry::Default());
+    ASSERT_TRUE(app.ok()) << app.status().ToString();
+    ledger::LedgerApp& a = **app;
+    const crypto::PublicKey edge = KeyFromByte(21).public_key();
+    Commit(a, 1, 0,
+           {Sign(admin_, ledger::TxType::kRegisterNode,
+                 ledger::RegisterNode{researcher_.public_key(), ledger::NodeRole::kResearcher,
+                                      "alice", ""}
+                     .Encode()),
+            Sign(admin_, ledger::TxType::kRegisterNode,
+                 ledger::RegisterNode{edge, ledger::NodeRole::kEdge, "edge-1", ""}.Encode())});
+    Commit(a, 2, 0,
+           {Sign(researcher_, ledger::TxType::kPublishExpert,
+                 ledger::PublishExpert{Cid('e'), "moe/expert-0", "swiglu", 4096}.Encode()),
+            Sign(researcher_, ledger::TxType::kPublishModel,
+                 ledger::PublishModel{Cid('m'), "moe"}.Encode())});
+    Commit(a, 3, 1, {}, /*null_block=*/true);
+    Commit(a, 4, 1,
+           {Sign(admin_, ledger::TxType::kRegisterNode,
+                 ledger::RegisterNode{edge, ledger::NodeRole::kEdge, "edge-1", "10.0.0.7:7700"}
+                     .Encode())});
+    Commit(a, 5, 1, {});
+    ASSERT_EQ((*store)->Head().height, kHead);
+  }
+
+  static std::string Cid(char c) { return "sha256-tree:" + std::string(64, c == 'e' ? 'e' : 'a'); }
+
+  // Flips one byte of the stored block `height` (with the ledger closed).
+  void FlipByteOfBlock(uint64_t height, size_t from_end) {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options options;
+    ASSERT_TRUE(rocksdb::DB::Open(options, ledger_path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), ledger::BlockKey(height), &value).ok());
+    ASSERT_GT(value.size(), from_end);
+    value[value.size() - 1 - from_end] ^= 0x01;
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    ASSERT_TRUE(db->Put(sync, ledger::BlockKey(height), value).ok());
+  }
+
+  ProcessResult Ledger(std::vector<std::string> args) {
+    args.insert(args.begin(), {"ledger", "--genesis", genesis_path(), "--data-dir", data_dir()});
+    return Cli(dir_, args);
+  }
+
+  TempDir dir_;
+  Validators validators_;
+  crypto::PrivateKey admin_;
+  crypto::PrivateKey researcher_;
+  ledger::Genesis genesis_;
+  uint64_t nonce_ = 0;
+  std::vector<ledger::TxId> ids_;  // in block order: 2 in block 1, 2 in block 2, 1 in block 4
+};
+
+TEST_F(LedgerCommandTest, HeadAndBlocks) {
+  ProcessResult r = Ledger({"head"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("height       5"), std::string::npos) << r.out;
+  r = Ledger({"head", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json head = ParseJson(r);
+  EXPECT_EQ(head["height"], kHead);
+  EXPECT_EQ(head["genesis_digest"], crypto::DigestHex(genesis_.Hash()));
+
+  r = Ledger({"blocks", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json blocks = ParseJson(r);
+  ASSERT_EQ(blocks.size(), kHead);
+  EXPECT_EQ(blocks[0]["tx_count"], 2);
+  EXPECT_EQ(blocks[2]["null"], true);
+  EXPECT_EQ(blocks[4]["digest"], head["digest"]);
+  r = Ledger({"blocks", "--from", "2", "--to", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("null block"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header + 2 rows
+}
+
+TEST_F(LedgerCommandTest, BlockAndTx) {
+  ProcessResult r = Ledger({"block", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json block = ParseJson(r);
+  ASSERT_EQ(block["txs"].size(), 2u);
+  EXPECT_EQ(block["txs"][0]["id"], crypto::DigestHex(ids_[2]));
+  EXPECT_EQ(block["txs"][0]["type"], "publish-expert");
+  EXPECT_EQ(block["txs"][0]["body"]["arch"], "swiglu");
+  EXPECT_EQ(block["txs"][1]["type"], "publish-model");
+  EXPECT_EQ(block["certificate"]["signers"].size(), 3u);
+  r = Ledger({"block", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("null block"), std::string::npos) << r.out;
+  r = Ledger({"block", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("register-node"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("name=alice"), std::string::npos) << r.out;
+
+  std::string proof_path = dir_.Sub("proof.json");
+  r = Ledger({"tx", crypto::DigestHex(ids_[4]), "--proof-out", proof_path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("block        4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("signer       " + admin_.public_key().Hex() + " (admin)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("endpoint=10.0.0.7:7700"), std::string::npos) << r.out;
+  ASSERT_TRUE(FileExists(proof_path));
+  r = Ledger({"tx", crypto::DigestHex(ids_[1]), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json tx = ParseJson(r);
+  EXPECT_EQ(tx["height"], 1);
+  EXPECT_EQ(tx["proof"]["index"], 1);
+  EXPECT_EQ(tx["proof"]["tx_count"], 2);
+  EXPECT_EQ(tx["proof"]["verified"], true);
+}
+
+TEST_F(LedgerCommandTest, NodesExpertsAndModels) {
+  ProcessResult r = Ledger({"nodes", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json nodes = ParseJson(r);
+  ASSERT_EQ(nodes.size(), 6u);  // 4 validators, the researcher, the edge
+  int edges = 0;
+  for (const auto& n : nodes) {
+    if (n["role"] == "edge") {
+      ++edges;
+      EXPECT_EQ(n["endpoint"], "10.0.0.7:7700");
+      EXPECT_EQ(n["blacklisted"], false);
+    }
+  }
+  EXPECT_EQ(edges, 1);
+  r = Ledger({"nodes"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("alice"), std::string::npos) << r.out;
+  r = Ledger({"experts", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json experts = ParseJson(r);
+  ASSERT_EQ(experts.size(), 1u);
+  EXPECT_EQ(experts[0]["name"], "moe/expert-0");
+  EXPECT_EQ(experts[0]["height"], 2);
+  r = Ledger({"models", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r).size(), 1u);
+}
+
+TEST_F(LedgerCommandTest, VerifyPassesOnAnIntactLedger) {
+  ProcessResult r = Ledger({"verify"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ledger OK"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blocks/s"), std::string::npos) << r.out;
+  r = Ledger({"verify", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = ParseJson(r);
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["blocks_checked"], kHead);
+}
+
+TEST_F(LedgerCommandTest, VerifyNamesABlockWithOneByteChanged) {
+  FlipByteOfBlock(2, 3);  // inside the last transaction: its tx root no longer matches
+  ProcessResult r = Ledger({"verify"});
+  ExpectCleanError(r, "block 2");
+  EXPECT_EQ(r.out.find("ledger OK"), std::string::npos) << r.out;
+  r = Ledger({"verify", "--json"});
+  EXPECT_EQ(r.exit_code, 1);
+  nlohmann::json j = ParseJson(r);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["first_bad_height"], 2);
+  // The block itself is refused; its neighbours still read.
+  ExpectCleanError(Ledger({"block", "2"}), "block 2");
+  EXPECT_EQ(Ledger({"block", "1"}).exit_code, 0);
+  ExpectCleanError(Ledger({"tx", crypto::DigestHex(ids_[3])}), "");
+}
+
+TEST_F(LedgerCommandTest, VerifyNamesABlockWithAChangedHeader) {
+  // Change a byte of block 4's header time: the certificate no longer signs its digest.
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), ledger_path(), &raw).ok());
+  {
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), ledger::BlockKey(4), &value).ok());
+    ledger::Block block = ledger::Block::Decode(AsBytes(value), chain::LimitsOf(genesis_)).value();
+    Bytes header = block.header.Encode();
+    Bytes bytes(value.begin(), value.end());
+    auto at = std::search(bytes.begin(), bytes.end(), header.begin(), header.end());
+    ASSERT_NE(at, bytes.end());
+    *(at + static_cast<long>(header.size()) - 5) ^= 0x40;  // inside time_unix_ms
+    value.assign(bytes.begin(), bytes.end());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), ledger::BlockKey(4), value).ok());
+  }
+  ExpectCleanError(Ledger({"verify"}), "block 4");
+}
+
+TEST_F(LedgerCommandTest, ProofFilesVerifyOfflineAndTamperingIsCaught) {
+  std::string proof_path = dir_.Sub("proof.json");
+  std::string id = crypto::DigestHex(ids_[2]);
+  ASSERT_EQ(Ledger({"tx", id, "--proof-out", proof_path}).exit_code, 0);
+  // Only the genesis and the proof file: no data directory.
+  ProcessResult r = Cli(dir_, {"ledger", "proof", id, "--verify", "--proof-file", proof_path,
+                               "--genesis", genesis_path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("VERIFIED"), std::string::npos) << r.out;
+  r = Cli(dir_, {"ledger", "proof", "--proof-file", proof_path, "--genesis", genesis_path(),
+                 "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r)["height"], 2);
+  // From the data directory.
+  r = Ledger({"proof", id, "--verify"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The proof of another transaction.
+  ExpectCleanError(Cli(dir_, {"ledger", "proof", crypto::DigestHex(ids_[0]), "--proof-file",
+                              proof_path, "--genesis", genesis_path()}),
+                   "is for tx");
+
+  nlohmann::json file = nlohmann::json::parse(ReadText(proof_path));
+  auto tampered = [&](const std::string& field, const std::string& value) {
+    nlohmann::json copy = file;
+    copy[field] = value;
+    std::string path = dir_.Sub("tampered-" + field + ".json");
+    WriteFileOrDie(path, copy.dump());
+    return Cli(dir_, {"ledger", "proof", "--proof-file", path, "--genesis", genesis_path()});
+  };
+  auto flip_hex = [](std::string hex, size_t at) {
+    hex[at] = hex[at] == '0' ? '1' : '0';
+    return hex;
+  };
+  std::string tx_hex = file["tx"];
+  ExpectCleanError(tampered("tx", flip_hex(tx_hex, tx_hex.size() - 2)), "");
+  std::string proof_hex = file["proof"];
+  ExpectCleanError(tampered("proof", flip_hex(proof_hex, proof_hex.size() - 2)), "");
+  std::string header_hex = file["header"];
+  ExpectCleanError(tampered("header", flip_hex(header_hex, header_hex.size() - 2)), "");
+  std::string cert_hex = file["certificate"];
+  ExpectCleanError(tampered("certificate", flip_hex(cert_hex, cert_hex.size() - 2)), "");
+  ExpectCleanError(tampered("tx", "zz"), "hex");
+  ExpectCleanError(tampered("format", "other/v9"), "format");
+  // A proof checked against another genesis.
+  ledger::Genesis other = genesis_;
+  other.chain_id = "other-chain";
+  WriteFileOrDie(dir_.Sub("other.json"), other.ToJson());
+  ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", proof_path, "--genesis",
+                              dir_.Sub("other.json")}),
+                   "other-chain");
+  // Garbage and missing files.
+  WriteFileOrDie(dir_.Sub("garbage.json"), std::string("{not json"));
+  ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", dir_.Sub("garbage.json"),
+                              "--genesis", genesis_path()}),
+                   "not JSON");
+  ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", dir_.Sub("none.json"),
+                              "--genesis", genesis_path()}),
+                   "none.json");
+}
+
+TEST_F(LedgerCommandTest, HostileArgumentsGiveClearErrors) {
+  ExpectCleanError(Ledger({"block", "0"}), "start at 1");
+  ExpectCleanError(Ledger({"block", "-1"}), "'-1'");
+  ExpectCleanError(Ledger({"block", "abc"}), "'abc'");
+  ExpectCleanError(Ledger({"block", "3x"}), "'3x'");
+  ExpectCleanError(Ledger({"block", "18446744073709551616"}), "18446744073709551616");
+  ExpectCleanError(Ledger({"block", "6"}), "above the head");
+  ExpectCleanError(Ledger({"blocks", "--from", "4", "--to", "2"}), "--from");
+  ExpectCleanError(Ledger({"blocks", "--to", "99"}), "above the head");
+  ExpectCleanError(Ledger({"tx", "xyz"}), "64 hex digits");
+  ExpectCleanError(Ledger({"tx", std::string(63, 'a')}), "64 hex digits");
+  ExpectCleanError(Ledger({"tx", std::string(64, 'a')}), "NOT_FOUND");
+  ExpectCleanError(Ledger({"proof"}), "TX_ID");
+
+  // Missing and bad files and directories.
+  ExpectCleanError(Cli(dir_, {"ledger", "--data-dir", data_dir(), "head"}), "--genesis");
+  ExpectCleanError(
+      Cli(dir_, {"ledger", "--genesis", dir_.Sub("none.json"), "--data-dir", data_dir(), "head"}),
+      "none.json");
+  WriteFileOrDie(dir_.Sub("bad-genesis.json"), std::string("{\"chain_id\": 5}"));
+  ExpectCleanError(Cli(dir_, {"ledger", "--genesis", dir_.Sub("bad-genesis.json"), "--data-dir",
+                              data_dir(), "head"}),
+                   "bad-genesis.json");
+  ExpectCleanError(
+      Cli(dir_, {"ledger", "--genesis", genesis_path(), "--data-dir", dir_.Sub("none"), "head"}),
+      "does not exist");
+  ASSERT_TRUE(MakeDirs(dir_.Sub("empty")).ok());
+  ExpectCleanError(
+      Cli(dir_, {"ledger", "--genesis", genesis_path(), "--data-dir", dir_.Sub("empty"), "head"}),
+      "no ledger");
+  ExpectCleanError(Cli(dir_, {"ledger", "--genesis", genesis_path(), "head"}), "--validator");
+  // A ledger of another genesis is refused, not misread.
+  ledger::Genesis other = genesis_;
+  other.params.strike_threshold = 7;
+  WriteFileOrDie(dir_.Sub("other.json"), other.ToJson());
+  ProcessResult r = Cli(dir_, {"ledger", "--genesis", dir_.Sub("other.json"), "--data-dir",
+                               data_dir(), "verify"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  // Submitting commands check their arguments before dialing anyone.
+  ExpectCleanError(Cli(dir_, {"node", "register", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("none.pem"), "--node-key",
+                              std::string(64, 'a'), "--role", "edge", "--name", "e"}),
+                   "none.pem");
+  WriteFileOrDie(dir_.Sub("admin.pem"), admin_.ToPem(), 0600);
+  ExpectCleanError(Cli(dir_, {"node", "register", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("admin.pem"), "--node-key",
+                              std::string(64, 'a'), "--role", "wizard", "--name", "e"}),
+                   "--role");
+  WriteFileOrDie(dir_.Sub("other.pem"), researcher_.ToPem(), 0600);
+  ExpectCleanError(Cli(dir_, {"node", "register", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--node-key",
+                              std::string(64, 'a'), "--role", "edge", "--name", "e"}),
+                   "admin key");
+  ExpectCleanError(Cli(dir_, {"expert", "publish", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid", "bafy",
+                              "--name", "x", "--arch", "swiglu", "--size", "1"}),
+                   "not a CID");
+  ExpectCleanError(Cli(dir_, {"model", "publish", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid",
+                              Cid('m'), "--name", std::string(300, 'n')}),
+                   "--name");
+  // Nobody listens on port 1: a clear UNAVAILABLE, not a hang or a crash.
+  ExpectCleanError(Cli(dir_, {"model", "publish", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid",
+                              Cid('m'), "--name", "m"}),
+                   "UNAVAILABLE");
+  ExpectCleanError(Cli(dir_, {"ledger", "--genesis", genesis_path(), "--validator",
+                              "127.0.0.1:1", "head"}),
+                   "UNAVAILABLE");
+}
+
+// The client library's own checks, on the same ledger.
+TEST_F(LedgerCommandTest, ReplayMatchesTheLedgerStateRoots) {
+  ledger::LedgerOptions opts = Options();
+  opts.read_only = true;
+  auto store = ledger::LedgerStore::Open(opts);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  chain::ChainReplay replay(genesis_, ledger::TxRegistry::Default());
+  for (uint64_t h = 1; h <= kHead; ++h) {
+    auto raw_block = (*store)->RawBlock(h);
+    auto raw_cert = (*store)->RawCert(h);
+    ASSERT_TRUE(raw_block.ok() && raw_cert.ok());
+    auto block = chain::VerifyBlockBytes(genesis_, h, *raw_block, *raw_cert, {});
+    ASSERT_TRUE(block.ok()) << block.status().ToString();
+    ASSERT_TRUE(replay.Apply(*block).ok()) << h;
+    auto root = (*store)->StateRootAt(h);
+    ASSERT_TRUE(root.ok());
+    EXPECT_EQ(replay.state_root(), *root) << "after block " << h;
+  }
+  // Out of order, and a block that does not link.
+  auto again = (*store)->GetBlock(2);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(replay.Apply(*again).code(), StatusCode::kDataLoss);
+  chain::ChainReplay fresh(genesis_, ledger::TxRegistry::Default());
+  auto b1 = (*store)->GetBlock(1);
+  ASSERT_TRUE(b1.ok());
+  b1->block->header.prev_hash[0] ^= 1;
+  EXPECT_EQ(fresh.Apply(*b1).code(), StatusCode::kDataLoss);
+
+  // A certificate short of a quorum, or for another height, is refused.
+  auto raw_block = (*store)->RawBlock(1);
+  ASSERT_TRUE(raw_block.ok());
+  ledger::Digest digest = (*store)->GetBlock(1)->digest;
+  Bytes two = validators_.Certify(0, 1, digest, {0, 1}).Encode();
+  EXPECT_EQ(chain::VerifyBlockBytes(genesis_, 1, *raw_block, two, {}).status().code(),
+            StatusCode::kUnauthenticated);
+  Bytes wrong_height = validators_.Certify(0, 2, digest).Encode();
+  EXPECT_FALSE(chain::VerifyBlockBytes(genesis_, 1, *raw_block, wrong_height, {}).ok());
+  Bytes good = validators_.Certify(0, 1, digest).Encode();
+  EXPECT_TRUE(chain::VerifyBlockBytes(genesis_, 1, *raw_block, good, {}).ok());
+  EXPECT_FALSE(chain::VerifyBlockBytes(genesis_, 2, *raw_block, good, {}).ok());
+  EXPECT_FALSE(chain::VerifyBlockBytes(genesis_, 1, *raw_block, good, AsBytes("short")).ok());
+  Bytes junk(100, 0xAB);
+  EXPECT_EQ(chain::VerifyBlockBytes(genesis_, 1, junk, good, {}).status().code(),
+            StatusCode::kDataLoss);
+  EXPECT_FALSE(chain::VerifyBlockBytes(genesis_, 1, *raw_block, junk, {}).ok());
+}
+
+}  // namespace
+}  // namespace trustmoe::cli
