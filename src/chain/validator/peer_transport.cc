@@ -218,8 +218,9 @@ class PeerService::DeliverReactor final : public grpc::ServerReadReactor<v1::Pee
   explicit DeliverReactor(PeerService* service) : service_(service) {}
 
   void Begin() {
-    if (!service_->Register(this)) {
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "validator is shutting down"));
+    grpc::Status refusal;
+    if (!service_->Register(this, &refusal)) {
+      FinishOnce(std::move(refusal));
       return;
     }
     std::lock_guard lock(mu_);
@@ -281,13 +282,17 @@ class PeerService::DeliverReactor final : public grpc::ServerReadReactor<v1::Pee
   std::atomic<int> refs_{1};
 };
 
-PeerService::PeerService(Node* node, uint64_t message_bytes_max, MetricsRegistry* metrics)
-    : node_(node), message_bytes_max_(message_bytes_max), metrics_(metrics) {
+PeerService::PeerService(Node* node, uint64_t message_bytes_max, MetricsRegistry* metrics,
+                         uint32_t streams_max)
+    : node_(node),
+      message_bytes_max_(message_bytes_max),
+      streams_max_(streams_max),
+      metrics_(metrics) {
   streams_gauge_ = metrics->GetGauge("trustmoe_validator_peer_streams",
                                      "Open incoming streams from peers");
   received_ = metrics->GetCounter("trustmoe_validator_peer_received_total",
                                   "Envelopes received from peers");
-  for (const char* reason : {"empty", "oversized", "queue_full"}) {
+  for (const char* reason : {"empty", "oversized", "queue_full", "streams_max"}) {
     metrics->GetCounter("trustmoe_validator_peer_refused_total",
                         "Envelopes refused by the peer transport, by reason",
                         {{"reason", reason}});
@@ -318,9 +323,19 @@ uint64_t PeerService::rejected(const std::string& reason) const {
           ->Value());
 }
 
-bool PeerService::Register(DeliverReactor* reactor) {
+bool PeerService::Register(DeliverReactor* reactor, grpc::Status* refusal) {
   std::lock_guard lock(mu_);
-  if (shut_down_) return false;
+  if (shut_down_) {
+    *refusal = grpc::Status(grpc::StatusCode::UNAVAILABLE, "validator is shutting down");
+    return false;
+  }
+  if (open_.size() >= streams_max_) {
+    Count("streams_max");
+    *refusal = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "validator has its maximum of " + std::to_string(streams_max_) +
+                                " open peer streams");
+    return false;
+  }
   open_.insert(reactor);
   streams_gauge_->Set(static_cast<double>(open_.size()));
   return true;

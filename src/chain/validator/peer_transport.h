@@ -68,8 +68,10 @@ class PeerTransport final : public PeerSink {
 // thread. Shutdown() ends every open stream.
 class PeerService final : public v1::ValidatorPeerService::CallbackService {
  public:
-  // `node` and `metrics` must outlive the service.
-  PeerService(Node* node, uint64_t message_bytes_max, MetricsRegistry* metrics);
+  // `node` and `metrics` must outlive the service. At most `streams_max` incoming streams are
+  // open at once (peers hold one each; more are refused with RESOURCE_EXHAUSTED).
+  PeerService(Node* node, uint64_t message_bytes_max, MetricsRegistry* metrics,
+              uint32_t streams_max = 64);
   ~PeerService() override;
 
   grpc::ServerReadReactor<v1::PeerMessage>* Deliver(grpc::CallbackServerContext* ctx,
@@ -78,17 +80,20 @@ class PeerService final : public v1::ValidatorPeerService::CallbackService {
   // Finishes every open stream and refuses new ones (UNAVAILABLE).
   void Shutdown();
 
-  // Envelopes refused here, by reason ("oversized", "empty", "queue_full").
+  // Envelopes (or streams) refused here, by reason ("oversized", "empty", "queue_full",
+  // "streams_max").
   uint64_t rejected(const std::string& reason) const;
 
  private:
   class DeliverReactor;
   void Count(const std::string& reason);
-  bool Register(DeliverReactor* reactor);
+  // False, with the reason, when shut down or at streams_max.
+  bool Register(DeliverReactor* reactor, grpc::Status* refusal);
   void Unregister(DeliverReactor* reactor);
 
   Node* node_;
   const uint64_t message_bytes_max_;
+  const uint32_t streams_max_;
   MetricsRegistry* metrics_;
   Gauge* streams_gauge_;
   Counter* received_;

@@ -71,7 +71,8 @@ Status Validator::Init(ledger::Genesis genesis, crypto::PrivateKey key) {
   peer_options.reconnect_max_ms = config_.peer_reconnect_max_ms;
   TRUSTMOE_ASSIGN_OR_RETURN(peers_, PeerTransport::Create(std::move(peer_options), &metrics_));
 
-  peer_service_ = std::make_unique<PeerService>(node_.get(), message_bytes_max, &metrics_);
+  peer_service_ = std::make_unique<PeerService>(node_.get(), message_bytes_max, &metrics_,
+                                                config_.peer_streams_max);
   ChainServiceOptions chain_options;
   chain_options.submit_timeout_ms = config_.submit_timeout_ms;
   chain_options.submit_timeout_max_ms = config_.submit_timeout_max_ms;

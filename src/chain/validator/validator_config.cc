@@ -97,6 +97,8 @@ Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
                                                &c->peer_reconnect_min_ms));
   TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(peers, "reconnect_max_ms", 1, 600000,
                                                &c->peer_reconnect_max_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(peers, "streams_max", 1, 65536, &c->peer_streams_max));
   if (c->peer_reconnect_min_ms > c->peer_reconnect_max_ms) {
     return Status::InvalidArgument(peers.Where("reconnect_min_ms") +
                                    ": [peers] reconnect_min_ms is above reconnect_max_ms");

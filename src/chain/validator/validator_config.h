@@ -40,6 +40,7 @@ struct ValidatorConfig {
   uint64_t peer_queue_bytes_max = 128ull << 20;
   int64_t peer_reconnect_min_ms = 100;
   int64_t peer_reconnect_max_ms = 5000;
+  uint32_t peer_streams_max = 64;  // incoming Deliver streams open at once
 
   // [pool] local pool limits (the block limits come from the genesis file).
   uint32_t pool_txs_max = 100000;
