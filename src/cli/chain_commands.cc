@@ -430,7 +430,7 @@ class OnlineSource : public LedgerSource {
       std::string last = key_of(page.back());
       if (last <= after) return Status::DataLoss("the validator's listing does not advance");
       for (T& e : page) all.push_back(std::move(e));
-      if (page.size() < kPageSize) break;
+      // A validator may cap pages below kPageSize: only an empty page ends the listing.
       after = last;
     }
     return all;
