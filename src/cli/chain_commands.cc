@@ -1,4 +1,4 @@
-// trustmoe genesis | ledger head/blocks/block/tx/verify/proof/nodes/experts/models |
+// trustmoe genesis | ledger head/blocks/watch/block/tx/verify/proof/nodes/experts/models |
 // node register | expert publish | model publish (docs/auditor.md, docs/formats/genesis.md).
 //
 // Everything read from the chain is checked against the genesis file the user holds: online
@@ -305,6 +305,31 @@ ordered_json BlockJson(const ledger::Genesis& genesis, const ledger::StoredBlock
   return j;
 }
 
+void PrintBlockRowHeader() {
+  std::printf("%-8s %-5s %-5s %-10s %-24s %s\n", "HEIGHT", "TXS", "VIEW", "PROPOSER",
+              "TIME (UTC)", "DIGEST");
+}
+
+void PrintBlockRow(const ledger::Genesis& genesis, const ledger::StoredBlock& b) {
+  if (!b.block) {
+    std::printf("%-8llu %-5s %-5s %-10s %-24s %s\n", static_cast<unsigned long long>(b.height),
+                "-", "-", "-", "null block", crypto::DigestHex(b.digest).c_str());
+    return;
+  }
+  const ledger::BlockHeader& h = b.block->header;
+  std::printf("%-8llu %-5zu %-5llu %-10s %-24s %s\n", static_cast<unsigned long long>(b.height),
+              b.block->txs.size(), static_cast<unsigned long long>(h.view),
+              ValidatorName(genesis, h.proposer).c_str(), TimeText(h.time_unix_ms).c_str(),
+              crypto::DigestHex(b.digest).c_str());
+}
+
+ordered_json BlockSummaryJson(const ledger::Genesis& genesis, const ledger::StoredBlock& b) {
+  ordered_json j = BlockJson(genesis, b);
+  j.erase("txs");
+  j["tx_count"] = b.block ? b.block->txs.size() : 0;
+  return j;
+}
+
 void PrintBlock(const ledger::Genesis& genesis, const ledger::StoredBlock& b) {
   std::printf("block        %llu\n", static_cast<unsigned long long>(b.height));
   std::printf("digest       %s\n", crypto::DigestHex(b.digest).c_str());
@@ -418,6 +443,7 @@ class OnlineSource : public LedgerSource {
     }, [](const ledger::ModelRecord& e) { return e.manifest_cid; });
   }
   const std::optional<chain::ReportedHead>& reported() const { return reported_; }
+  chain::ChainClient& client() { return *client_; }
 
  private:
   template <typename T, typename Fetch, typename KeyOf>
@@ -713,32 +739,49 @@ Status LedgerBlocks() {
                                    std::to_string(to));
   }
   ordered_json all = ordered_json::array();
-  if (!Flags().json) {
-    std::printf("%-8s %-5s %-5s %-10s %-24s %s\n", "HEIGHT", "TXS", "VIEW", "PROPOSER",
-                "TIME (UTC)", "DIGEST");
-  }
+  if (!Flags().json) PrintBlockRowHeader();
   for (uint64_t h = from; h <= to && head > 0; ++h) {
     TRUSTMOE_ASSIGN_OR_RETURN(ledger::StoredBlock b, source.Block(h));
     if (Flags().json) {
-      ordered_json j = BlockJson(session.genesis, b);
-      j.erase("txs");
-      j["tx_count"] = b.block ? b.block->txs.size() : 0;
-      all.push_back(j);
-      continue;
+      all.push_back(BlockSummaryJson(session.genesis, b));
+    } else {
+      PrintBlockRow(session.genesis, b);
     }
-    if (!b.block) {
-      std::printf("%-8llu %-5s %-5s %-10s %-24s %s\n", static_cast<unsigned long long>(h), "-",
-                  "-", "-", "null block", crypto::DigestHex(b.digest).c_str());
-      continue;
-    }
-    const ledger::BlockHeader& hd = b.block->header;
-    std::printf("%-8llu %-5zu %-5llu %-10s %-24s %s\n", static_cast<unsigned long long>(h),
-                b.block->txs.size(), static_cast<unsigned long long>(hd.view),
-                ValidatorName(session.genesis, hd.proposer).c_str(),
-                TimeText(hd.time_unix_ms).c_str(), crypto::DigestHex(b.digest).c_str());
   }
   if (Flags().json) PrintJson(all);
   return Status::Ok();
+}
+
+uint64_t& WatchCount() {
+  static uint64_t count = 0;
+  return count;
+}
+
+// Online only: verified blocks as they commit, one line (or one JSON object per line) each.
+Status LedgerWatch() {
+  TRUSTMOE_ASSIGN_OR_RETURN(Session session, OpenSession());
+  if (!session.source->online()) {
+    return Status::InvalidArgument(
+        "ledger watch follows validators: pass --validator (offline, use `ledger blocks`)");
+  }
+  uint64_t from = 1;
+  if (!Range().from.empty()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(from, ParseHeight(Range().from));
+  }
+  if (!Flags().json) PrintBlockRowHeader();
+  std::fflush(stdout);
+  uint64_t seen = 0;
+  auto& client = static_cast<OnlineSource&>(*session.source).client();
+  return client.WatchBlocks(from, [&](const ledger::StoredBlock& b) {
+    if (Flags().json) {
+      std::printf("%s\n", BlockSummaryJson(session.genesis, b).dump().c_str());
+    } else {
+      PrintBlockRow(session.genesis, b);
+    }
+    std::fflush(stdout);
+    ++seen;
+    return WatchCount() == 0 || seen < WatchCount();
+  });
 }
 
 std::string& HeightArg() {
@@ -1357,6 +1400,12 @@ void AddLedgerCommands(CLI::App& app, Action* run) {
   blocks->add_option("--from", Range().from, "First height (default 1)");
   blocks->add_option("--to", Range().to, "Last height (default: the head)");
   Bind(blocks, run, LedgerBlocks);
+
+  auto* watch = ledger->add_subcommand(
+      "watch", "Online: verified blocks from --from on, then each new block as it commits");
+  watch->add_option("--from", Range().from, "First height (default 1)");
+  watch->add_option("--count", WatchCount(), "Stop after this many blocks (default: never)");
+  Bind(watch, run, LedgerWatch);
 
   auto* block = ledger->add_subcommand("block", "A block's header, transactions and certificate");
   block->add_option("HEIGHT", HeightArg(), "Block height (1..head)")->required();

@@ -523,6 +523,7 @@ TEST_F(LedgerCommandTest, HostileArgumentsGiveClearErrors) {
   ExpectCleanError(Ledger({"tx", std::string(63, 'a')}), "64 hex digits");
   ExpectCleanError(Ledger({"tx", std::string(64, 'a')}), "NOT_FOUND");
   ExpectCleanError(Ledger({"proof"}), "TX_ID");
+  ExpectCleanError(Ledger({"watch"}), "--validator");
 
   // Missing and bad files and directories.
   ExpectCleanError(Cli(dir_, {"ledger", "--data-dir", data_dir(), "head"}), "--genesis");
