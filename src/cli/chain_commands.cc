@@ -153,8 +153,8 @@ Result<crypto::PublicKey> ParsePublicKeyArg(const std::string& text, const std::
       return Status::InvalidArgument(what + ": " + text +
                                      " is a private key; pass its public key (FILE.pub)");
     }
-    return Status::InvalidArgument(what + ": " + text + " is not an Ed25519 public key PEM: " +
-                                   key.status().message());
+    return Status::InvalidArgument(what + ": " + text +
+                                   " is not an Ed25519 public key PEM: " + key.status().message());
   }
   if (IsHex(text)) {
     return Status::InvalidArgument(what + ": '" + text + "' has " + std::to_string(text.size()) +
@@ -306,14 +306,14 @@ ordered_json BlockJson(const ledger::Genesis& genesis, const ledger::StoredBlock
 }
 
 void PrintBlockRowHeader() {
-  std::printf("%-8s %-5s %-5s %-10s %-24s %s\n", "HEIGHT", "TXS", "VIEW", "PROPOSER",
-              "TIME (UTC)", "DIGEST");
+  std::printf("%-8s %-5s %-5s %-10s %-24s %s\n", "HEIGHT", "TXS", "VIEW", "PROPOSER", "TIME (UTC)",
+              "DIGEST");
 }
 
 void PrintBlockRow(const ledger::Genesis& genesis, const ledger::StoredBlock& b) {
   if (!b.block) {
-    std::printf("%-8llu %-5s %-5s %-10s %-24s %s\n", static_cast<unsigned long long>(b.height),
-                "-", "-", "-", "null block", crypto::DigestHex(b.digest).c_str());
+    std::printf("%-8llu %-5s %-5s %-10s %-24s %s\n", static_cast<unsigned long long>(b.height), "-",
+                "-", "-", "null block", crypto::DigestHex(b.digest).c_str());
     return;
   }
   const ledger::BlockHeader& h = b.block->header;
@@ -382,8 +382,7 @@ void PrintTx(const ledger::Genesis& genesis, const chain::VerifiedTx& tx) {
     std::string label = j.value("signer_is", "");
     std::printf("signer       %s%s\n", j["signer"].get<std::string>().c_str(),
                 label.empty() ? "" : (" (" + label + ")").c_str());
-    std::printf("nonce        %llu\n",
-                static_cast<unsigned long long>(j["nonce"].get<uint64_t>()));
+    std::printf("nonce        %llu\n", static_cast<unsigned long long>(j["nonce"].get<uint64_t>()));
     std::printf("body         %s\n", BodyLine(j["body"]).c_str());
   }
   std::printf("block        %llu (%s)\n", static_cast<unsigned long long>(tx.tx.header.height),
@@ -428,19 +427,19 @@ class OnlineSource : public LedgerSource {
   Result<ledger::StoredBlock> Block(uint64_t height) override { return client_->GetBlock(height); }
   Result<chain::VerifiedTx> Tx(const ledger::TxId& id) override { return client_->GetTx(id); }
   Result<std::vector<chain::NodeEntry>> Nodes() override {
-    return Pages<chain::NodeEntry>([&](const std::string& after) {
-      return client_->ListNodes(after, kPageSize);
-    }, [](const chain::NodeEntry& e) { return e.record.key.Hex(); });
+    return Pages<chain::NodeEntry>(
+        [&](const std::string& after) { return client_->ListNodes(after, kPageSize); },
+        [](const chain::NodeEntry& e) { return e.record.key.Hex(); });
   }
   Result<std::vector<ledger::ExpertRecord>> Experts() override {
-    return Pages<ledger::ExpertRecord>([&](const std::string& after) {
-      return client_->ListExperts(after, kPageSize);
-    }, [](const ledger::ExpertRecord& e) { return e.cid; });
+    return Pages<ledger::ExpertRecord>(
+        [&](const std::string& after) { return client_->ListExperts(after, kPageSize); },
+        [](const ledger::ExpertRecord& e) { return e.cid; });
   }
   Result<std::vector<ledger::ModelRecord>> Models() override {
-    return Pages<ledger::ModelRecord>([&](const std::string& after) {
-      return client_->ListModels(after, kPageSize);
-    }, [](const ledger::ModelRecord& e) { return e.manifest_cid; });
+    return Pages<ledger::ModelRecord>(
+        [&](const std::string& after) { return client_->ListModels(after, kPageSize); },
+        [](const ledger::ModelRecord& e) { return e.manifest_cid; });
   }
   const std::optional<chain::ReportedHead>& reported() const { return reported_; }
   chain::ChainClient& client() { return *client_; }
@@ -564,8 +563,9 @@ Result<chain::ChainClientOptions> ClientOptionsFromFlags() {
     options.endpoints = SplitCommas(std::getenv("TRUSTMOE_VALIDATOR"));
   }
   if (options.endpoints.empty()) {
-    return Status::InvalidArgument("no validator: pass --validator host:port (or set "
-                                   "TRUSTMOE_VALIDATOR)");
+    return Status::InvalidArgument(
+        "no validator: pass --validator host:port (or set "
+        "TRUSTMOE_VALIDATOR)");
   }
   Flags().validators = options.endpoints;
   TRUSTMOE_ASSIGN_OR_RETURN(options.transport, TransportFromFlags());
@@ -647,7 +647,6 @@ Result<Session> OpenSession() {
   return session;
 }
 
-
 // ---- ledger commands ----
 
 Status LedgerHead() {
@@ -700,11 +699,12 @@ Status LedgerHead() {
     std::printf("             no block yet: the digest is the genesis digest\n");
   }
   if (reported) {
-    std::printf("reported by  %s (validator %u, view %llu; state root %s, not verifiable "
-                "without replay)\n",
-                reported->endpoint.c_str(), reported->validator_id,
-                static_cast<unsigned long long>(reported->view),
-                crypto::DigestHex(reported->state_root).c_str());
+    std::printf(
+        "reported by  %s (validator %u, view %llu; state root %s, not verifiable "
+        "without replay)\n",
+        reported->endpoint.c_str(), reported->validator_id,
+        static_cast<unsigned long long>(reported->view),
+        crypto::DigestHex(reported->state_root).c_str());
   }
   return Status::Ok();
 }
@@ -849,8 +849,9 @@ Status LedgerProof() {
     // Fully offline: the proof file and the genesis file are all that is read.
     std::string path = GenesisPathFromFlags();
     if (path.empty()) {
-      return Status::InvalidArgument("pass --genesis FILE (or set TRUSTMOE_GENESIS) to check "
-                                     "a proof file against");
+      return Status::InvalidArgument(
+          "pass --genesis FILE (or set TRUSTMOE_GENESIS) to check "
+          "a proof file against");
     }
     TRUSTMOE_ASSIGN_OR_RETURN(genesis, LoadGenesisFile(path));
     auto text = ReadFile(args.proof_file, kProofFileBytesMax);
@@ -946,7 +947,8 @@ VerifyReport VerifyOffline(Session& session) {
   report.ok = check.ok;
   report.bad_height = check.first_bad_height;
   report.reason = check.reason;
-  report.checked = check.ok ? report.head : (check.first_bad_height > 0 ? check.first_bad_height - 1 : 0);
+  report.checked =
+      check.ok ? report.head : (check.first_bad_height > 0 ? check.first_bad_height - 1 : 0);
   return report;
 }
 
@@ -954,8 +956,7 @@ Status LedgerVerify() {
   TRUSTMOE_ASSIGN_OR_RETURN(Session session, OpenSession());
   auto start = std::chrono::steady_clock::now();
   VerifyReport report = session.source->online() ? VerifyOnline(session) : VerifyOffline(session);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double rate = seconds > 0 ? static_cast<double>(report.checked) / seconds : 0;
   if (Flags().json) {
     ordered_json j = {{"ok", report.ok},
@@ -1012,9 +1013,9 @@ Status LedgerNodes() {
   std::printf("%-64s %-10s %-20s %-22s %6s %8s %8s %7s %s\n", "KEY", "ROLE", "NAME", "ENDPOINT",
               "HEIGHT", "ACCEPTED", "REJECTED", "STRIKES", "BLACKLISTED");
   for (const chain::NodeEntry& n : nodes) {
-    std::string blacklisted =
-        n.reputation.blacklisted ? "yes (" + std::to_string(n.reputation.blacklisted_height) + ")"
-                                 : "no";
+    std::string blacklisted = n.reputation.blacklisted
+                                  ? "yes (" + std::to_string(n.reputation.blacklisted_height) + ")"
+                                  : "no";
     std::printf("%-64s %-10s %-20s %-22s %6llu %8llu %8llu %7u %s\n", n.record.key.Hex().c_str(),
                 std::string(ledger::NodeRoleName(n.record.role)).c_str(), n.record.name.c_str(),
                 n.record.endpoint.empty() ? "-" : n.record.endpoint.c_str(),
@@ -1034,17 +1035,20 @@ Status LedgerExperts() {
   if (Flags().json) {
     ordered_json all = ordered_json::array();
     for (const ledger::ExpertRecord& e : experts) {
-      all.push_back({{"cid", e.cid}, {"name", e.name}, {"arch", e.arch}, {"size", e.size},
-                     {"publisher", e.publisher.Hex()}, {"height", e.height}});
+      all.push_back({{"cid", e.cid},
+                     {"name", e.name},
+                     {"arch", e.arch},
+                     {"size", e.size},
+                     {"publisher", e.publisher.Hex()},
+                     {"height", e.height}});
     }
     PrintJson(all);
     return Status::Ok();
   }
   std::printf("%-76s %-28s %-10s %12s %6s\n", "CID", "NAME", "ARCH", "SIZE", "HEIGHT");
   for (const ledger::ExpertRecord& e : experts) {
-    std::printf("%-76s %-28s %-10s %12llu %6llu\n", e.cid.c_str(), e.name.c_str(),
-                e.arch.c_str(), static_cast<unsigned long long>(e.size),
-                static_cast<unsigned long long>(e.height));
+    std::printf("%-76s %-28s %-10s %12llu %6llu\n", e.cid.c_str(), e.name.c_str(), e.arch.c_str(),
+                static_cast<unsigned long long>(e.size), static_cast<unsigned long long>(e.height));
   }
   return Status::Ok();
 }
@@ -1055,8 +1059,10 @@ Status LedgerModels() {
   if (Flags().json) {
     ordered_json all = ordered_json::array();
     for (const ledger::ModelRecord& m : models) {
-      all.push_back({{"manifest_cid", m.manifest_cid}, {"name", m.name},
-                     {"publisher", m.publisher.Hex()}, {"height", m.height}});
+      all.push_back({{"manifest_cid", m.manifest_cid},
+                     {"name", m.name},
+                     {"publisher", m.publisher.Hex()},
+                     {"height", m.height}});
     }
     PrintJson(all);
     return Status::Ok();
@@ -1073,15 +1079,15 @@ Status LedgerModels() {
 
 // Signs `body` as a `type` transaction with --key, submits it and reports the committed,
 // verified result. `check` runs before anything is sent (e.g. the admin key check).
-Status SubmitBody(ledger::TxType type, Bytes body,
-                  const std::function<Status(const ledger::Genesis&, const crypto::PrivateKey&)>&
-                      check = {}) {
+Status SubmitBody(
+    ledger::TxType type, Bytes body,
+    const std::function<Status(const ledger::Genesis&, const crypto::PrivateKey&)>& check = {}) {
   TRUSTMOE_ASSIGN_OR_RETURN(crypto::PrivateKey key, LoadSigningKey());
   TRUSTMOE_ASSIGN_OR_RETURN(chain::ChainClientOptions options, ClientOptionsFromFlags());
   TRUSTMOE_ASSIGN_OR_RETURN(ledger::Genesis genesis, LoadGenesis(&options));
   if (check) TRUSTMOE_RETURN_IF_ERROR(check(genesis, key));
-  ledger::Tx tx = ledger::MakeTx(genesis.chain_id, type, key, ledger::FreshNonce(),
-                                 std::move(body));
+  ledger::Tx tx =
+      ledger::MakeTx(genesis.chain_id, type, key, ledger::FreshNonce(), std::move(body));
   Bytes bytes = tx.Encode();
   if (bytes.size() > genesis.params.tx_bytes_max) {
     return Status::InvalidArgument("the transaction is " + std::to_string(bytes.size()) +
@@ -1097,7 +1103,8 @@ Status SubmitBody(ledger::TxType type, Bytes body,
     if (s.code() == StatusCode::kDeadlineExceeded) {
       return s.WithContext("tx " + crypto::DigestHex(tx.Id()) +
                            " was not committed in time; it may still commit: check with "
-                           "`trustmoe ledger tx " + crypto::DigestHex(tx.Id()) + "`");
+                           "`trustmoe ledger tx " +
+                           crypto::DigestHex(tx.Id()) + "`");
     }
     return s.WithContext(type_name + " tx " + crypto::DigestHex(tx.Id()));
   }
@@ -1125,8 +1132,7 @@ Status SubmitBody(ledger::TxType type, Bytes body,
   return Status::Ok();
 }
 
-Status CheckLength(const std::string& value, uint32_t max, const std::string& what,
-                   bool required) {
+Status CheckLength(const std::string& value, uint32_t max, const std::string& what, bool required) {
   if (required && value.empty()) return Status::InvalidArgument(what + " must not be empty");
   if (value.size() > max) {
     return Status::InvalidArgument(what + " is " + std::to_string(value.size()) +
@@ -1160,8 +1166,7 @@ Status NodeRegister() {
   }
   body.role = *role;
   TRUSTMOE_RETURN_IF_ERROR(CheckLength(a.name, ledger::kNameBytesMax, "--name", true));
-  TRUSTMOE_RETURN_IF_ERROR(
-      CheckLength(a.endpoint, ledger::kEndpointBytesMax, "--endpoint", false));
+  TRUSTMOE_RETURN_IF_ERROR(CheckLength(a.endpoint, ledger::kEndpointBytesMax, "--endpoint", false));
   if (!a.endpoint.empty() && a.endpoint.find(':') == std::string::npos) {
     return Status::InvalidArgument("--endpoint '" + a.endpoint + "' is not host:port");
   }
@@ -1324,8 +1329,8 @@ Result<ledger::Genesis> GenesisFromFlags() {
 Status WriteGenesis() {
   GenesisArgs& a = GenesisFlags();
   std::error_code ec;
-  if (!a.force && std::filesystem::symlink_status(a.out, ec).type() !=
-                      std::filesystem::file_type::not_found) {
+  if (!a.force &&
+      std::filesystem::symlink_status(a.out, ec).type() != std::filesystem::file_type::not_found) {
     return Status::AlreadyExists(a.out + " exists: use --force to overwrite it");
   }
   TRUSTMOE_ASSIGN_OR_RETURN(ledger::Genesis g, GenesisFromFlags());
@@ -1350,8 +1355,7 @@ Status WriteGenesis() {
               written.Validators().quorum());
   for (size_t i = 0; i < written.validators.size(); ++i) {
     const ledger::GenesisValidator& v = written.validators[i];
-    std::printf("  %zu %-12s %s %s\n", i, v.name.c_str(), v.key.Hex().c_str(),
-                v.endpoint.c_str());
+    std::printf("  %zu %-12s %s %s\n", i, v.name.c_str(), v.key.Hex().c_str(), v.endpoint.c_str());
   }
   std::printf("admin key       %s\n", written.admin_key.Hex().c_str());
   std::printf("genesis digest  %s\n", digest.c_str());
@@ -1388,8 +1392,9 @@ void AddGenesisCommands(CLI::App& app, Action* run) {
 
 void AddLedgerCommands(CLI::App& app, Action* run) {
   auto* ledger = app.add_subcommand(
-      "ledger", "Read and verify the ledger against a genesis file: online from validators "
-                "(--validator) or offline from a copy of a data directory (--data-dir)");
+      "ledger",
+      "Read and verify the ledger against a genesis file: online from validators "
+      "(--validator) or offline from a copy of a data directory (--data-dir)");
   ledger->require_subcommand(1);
   ledger->fallthrough();
   AddConnectionOptions(ledger, true);
@@ -1424,8 +1429,9 @@ void AddLedgerCommands(CLI::App& app, Action* run) {
   Bind(verify, run, LedgerVerify);
 
   auto* proof = ledger->add_subcommand(
-      "proof", "Check a transaction's inclusion proof against the genesis (offline with "
-               "--proof-file)");
+      "proof",
+      "Check a transaction's inclusion proof against the genesis (offline with "
+      "--proof-file)");
   proof->add_option("TX_ID", TxFlags().id, "Transaction id (64 hex digits)");
   proof->add_flag("--verify", TxFlags().verify, "Verify the proof (always done)");
   proof->add_option("--proof-file", TxFlags().proof_file,
@@ -1448,8 +1454,7 @@ void AddNodeCommands(CLI::App& app, Action* run) {
   PublishArgs& a = Publish();
   auto* reg = node->add_subcommand(
       "register", "Register (or update) a node's key, role, name and endpoint (admin key)");
-  reg->add_option("--node-key", a.node_key, "The node's public key (PEM file or hex)")
-      ->required();
+  reg->add_option("--node-key", a.node_key, "The node's public key (PEM file or hex)")->required();
   reg->add_option("--role", a.role, "edge, gate, researcher, validator or auditor")->required();
   reg->add_option("--name", a.name, "Name of the node")->required();
   reg->add_option("--endpoint", a.endpoint, "host:port of its service (optional)");

@@ -116,8 +116,8 @@ TEST_F(GenesisCommandTest, WritesAFileWhoseDigestIsPrinted) {
 
   // Parameters and --json; the same inputs give the same digest.
   std::vector<std::string> args = Args(4, dir_.Sub("g2.json"));
-  args.insert(args.end(), {"--param", "strike_threshold=5", "--param", "block_txs_max=500",
-                           "--json"});
+  args.insert(args.end(),
+              {"--param", "strike_threshold=5", "--param", "block_txs_max=500", "--json"});
   r = Cli(dir_, args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = ParseJson(r);
@@ -164,10 +164,9 @@ TEST_F(GenesisCommandTest, BadInputsGiveClearErrorsAndNoFile) {
   args.insert(args.end(), {"--validator", "v9=" + std::string(64, 'g') + "@127.0.0.1:7509"});
   ExpectCleanError(Cli(dir_, args), "neither 64 hex digits");
   // Malformed specs and endpoints.
-  for (const std::string& spec :
-       {std::string("v9"), std::string("=abc@h:1"), "v9=" + PubPath(4),
-        "v9=" + PubPath(4) + "@nohost", "v9=" + PubPath(4) + "@h:0",
-        "v9=" + PubPath(4) + "@h:99999"}) {
+  for (const std::string& spec : {std::string("v9"), std::string("=abc@h:1"), "v9=" + PubPath(4),
+                                  "v9=" + PubPath(4) + "@nohost", "v9=" + PubPath(4) + "@h:0",
+                                  "v9=" + PubPath(4) + "@h:99999"}) {
     args = Args(4, out);
     args.insert(args.end(), {"--validator", spec});
     ExpectCleanError(Cli(dir_, args), "--validator");
@@ -182,9 +181,9 @@ TEST_F(GenesisCommandTest, BadInputsGiveClearErrorsAndNoFile) {
   args = Args(4, out);
   args[2] = "Bad Chain!";
   ExpectCleanError(Cli(dir_, args), "chain");
-  for (const char* param : {"nonsense=1", "strike_threshold", "block_txs_max=-1",
-                                   "block_txs_max=99999999999", "strike_threshold=0",
-                                   "tx_bytes_max=abc"}) {
+  for (const char* param :
+       {"nonsense=1", "strike_threshold", "block_txs_max=-1", "block_txs_max=99999999999",
+        "strike_threshold=0", "tx_bytes_max=abc"}) {
     args = Args(4, out);
     args.insert(args.end(), {"--param", std::string(param)});
     ProcessResult r = Cli(dir_, args);
@@ -234,8 +233,8 @@ class LedgerCommandTest : public ::testing::Test {
     return tx.Encode();
   }
 
-  void Commit(ledger::LedgerApp& app, uint64_t height, uint64_t view,
-              const std::vector<Bytes>& txs, bool null_block = false) {
+  void Commit(ledger::LedgerApp& app, uint64_t height, uint64_t view, const std::vector<Bytes>& txs,
+              bool null_block = false) {
     pbft::CommittedBlock committed;
     committed.seq = height;
     if (null_block) {
@@ -360,8 +359,7 @@ TEST_F(LedgerCommandTest, BlockAndTx) {
   r = Ledger({"tx", crypto::DigestHex(ids_[4]), "--proof-out", proof_path});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("block        4"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("signer       " + admin_.public_key().Hex() + " (admin)"),
-            std::string::npos)
+  EXPECT_NE(r.out.find("signer       " + admin_.public_key().Hex() + " (admin)"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("endpoint=10.0.0.7:7700"), std::string::npos) << r.out;
   ASSERT_TRUE(FileExists(proof_path));
@@ -459,8 +457,8 @@ TEST_F(LedgerCommandTest, ProofFilesVerifyOfflineAndTamperingIsCaught) {
                                "--genesis", genesis_path()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("VERIFIED"), std::string::npos) << r.out;
-  r = Cli(dir_, {"ledger", "proof", "--proof-file", proof_path, "--genesis", genesis_path(),
-                 "--json"});
+  r = Cli(dir_,
+          {"ledger", "proof", "--proof-file", proof_path, "--genesis", genesis_path(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ParseJson(r)["height"], 2);
   // From the data directory.
@@ -505,8 +503,8 @@ TEST_F(LedgerCommandTest, ProofFilesVerifyOfflineAndTamperingIsCaught) {
   ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", dir_.Sub("garbage.json"),
                               "--genesis", genesis_path()}),
                    "not JSON");
-  ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", dir_.Sub("none.json"),
-                              "--genesis", genesis_path()}),
+  ExpectCleanError(Cli(dir_, {"ledger", "proof", "--proof-file", dir_.Sub("none.json"), "--genesis",
+                              genesis_path()}),
                    "none.json");
 }
 
@@ -546,8 +544,8 @@ TEST_F(LedgerCommandTest, HostileArgumentsGiveClearErrors) {
   ledger::Genesis other = genesis_;
   other.params.strike_threshold = 7;
   WriteFileOrDie(dir_.Sub("other.json"), other.ToJson());
-  ProcessResult r = Cli(dir_, {"ledger", "--genesis", dir_.Sub("other.json"), "--data-dir",
-                               data_dir(), "verify"});
+  ProcessResult r = Cli(
+      dir_, {"ledger", "--genesis", dir_.Sub("other.json"), "--data-dir", data_dir(), "verify"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   // Submitting commands check their arguments before dialing anyone.
   ExpectCleanError(Cli(dir_, {"node", "register", "--genesis", genesis_path(), "--validator",
@@ -569,17 +567,17 @@ TEST_F(LedgerCommandTest, HostileArgumentsGiveClearErrors) {
                               "--name", "x", "--arch", "swiglu", "--size", "1"}),
                    "not a CID");
   ExpectCleanError(Cli(dir_, {"model", "publish", "--genesis", genesis_path(), "--validator",
-                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid",
-                              Cid('m'), "--name", std::string(300, 'n')}),
+                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid", Cid('m'),
+                              "--name", std::string(300, 'n')}),
                    "--name");
   // Nobody listens on port 1: a clear UNAVAILABLE, not a hang or a crash.
-  ExpectCleanError(Cli(dir_, {"model", "publish", "--genesis", genesis_path(), "--validator",
-                              "127.0.0.1:1", "--key", dir_.Sub("other.pem"), "--cid",
-                              Cid('m'), "--name", "m"}),
-                   "UNAVAILABLE");
-  ExpectCleanError(Cli(dir_, {"ledger", "--genesis", genesis_path(), "--validator",
-                              "127.0.0.1:1", "head"}),
-                   "UNAVAILABLE");
+  ExpectCleanError(
+      Cli(dir_, {"model", "publish", "--genesis", genesis_path(), "--validator", "127.0.0.1:1",
+                 "--key", dir_.Sub("other.pem"), "--cid", Cid('m'), "--name", "m"}),
+      "UNAVAILABLE");
+  ExpectCleanError(
+      Cli(dir_, {"ledger", "--genesis", genesis_path(), "--validator", "127.0.0.1:1", "head"}),
+      "UNAVAILABLE");
 }
 
 // The client library's own checks, on the same ledger.

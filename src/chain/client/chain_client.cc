@@ -47,7 +47,7 @@ Result<crypto::PublicKey> KeyField(const std::string& bytes, std::string_view wh
 Status AsReceived(const Status& status, const std::string& context) {
   if (status.ok()) return status;
   StatusCode code = status.code() == StatusCode::kUnauthenticated ? StatusCode::kUnauthenticated
-                                                                   : StatusCode::kDataLoss;
+                                                                  : StatusCode::kDataLoss;
   return Status(code, context + ": " + status.message());
 }
 
@@ -134,8 +134,8 @@ Result<VerifiedTx> VerifyTxBytes(const ledger::Genesis& genesis, ByteSpan tx, ui
   auto decoded_header = ledger::BlockHeader::Decode(header);
   if (!decoded_header.ok()) return AsReceived(decoded_header.status(), "block header");
   out.tx.header = std::move(decoded_header).value();
-  auto decoded_cert = ledger::CommitCertificate::Decode(
-      cert, static_cast<uint32_t>(genesis.validators.size()));
+  auto decoded_cert =
+      ledger::CommitCertificate::Decode(cert, static_cast<uint32_t>(genesis.validators.size()));
   if (!decoded_cert.ok()) return AsReceived(decoded_cert.status(), "commit certificate");
   out.tx.cert = std::move(decoded_cert).value();
   if (out.tx.header.height != height) {
@@ -187,8 +187,7 @@ Result<VerifiedTx> ParseTxProofFile(const ledger::Genesis& genesis, std::string_
   auto str = [&](const char* key) -> Result<std::string> {
     auto it = j.find(key);
     if (it == j.end() || !it->is_string()) {
-      return Status::InvalidArgument(std::string("proof file: missing string field '") + key +
-                                     "'");
+      return Status::InvalidArgument(std::string("proof file: missing string field '") + key + "'");
     }
     return it->get<std::string>();
   };
@@ -223,9 +222,8 @@ Result<VerifiedTx> ParseTxProofFile(const ledger::Genesis& genesis, std::string_
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes proof, hex("proof"));
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes header, hex("header"));
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes cert, hex("certificate"));
-  TRUSTMOE_ASSIGN_OR_RETURN(VerifiedTx out,
-                            VerifyTxBytes(genesis, tx, height_it->get<uint64_t>(), proof,
-                                          header, cert));
+  TRUSTMOE_ASSIGN_OR_RETURN(
+      VerifiedTx out, VerifyTxBytes(genesis, tx, height_it->get<uint64_t>(), proof, header, cert));
   if (out.id != *id) {
     return Status::DataLoss("proof file: the transaction bytes hash to " +
                             crypto::DigestHex(out.id) + ", not to tx_id " + id_hex);
@@ -407,9 +405,9 @@ Result<ReportedHead> ChainClient::GetHead() {
     if (info.chain_id() != genesis_.chain_id ||
         info.genesis_digest() != std::string(genesis_digest_.begin(), genesis_digest_.end())) {
       return Status::FailedPrecondition("runs chain '" + info.chain_id() + "' with genesis " +
-                                        Hex(info.genesis_digest()) +
-                                        ", not the genesis file's '" + genesis_.chain_id +
-                                        "' " + crypto::DigestHex(genesis_digest_));
+                                        Hex(info.genesis_digest()) + ", not the genesis file's '" +
+                                        genesis_.chain_id + "' " +
+                                        crypto::DigestHex(genesis_digest_));
     }
     ReportedHead head;
     head.height = info.height();
@@ -571,9 +569,8 @@ Result<ledger::Genesis> ChainClient::GetGenesis() {
         auto genesis = ledger::Genesis::FromJson(info.json());
         if (!genesis.ok()) return AsReceived(genesis.status(), "genesis");
         if (genesis->Hash() != genesis_digest_) {
-          return Status::FailedPrecondition("runs genesis " +
-                                            crypto::DigestHex(genesis->Hash()) + ", not " +
-                                            crypto::DigestHex(genesis_digest_));
+          return Status::FailedPrecondition("runs genesis " + crypto::DigestHex(genesis->Hash()) +
+                                            ", not " + crypto::DigestHex(genesis_digest_));
         }
         return genesis;
       });

@@ -32,7 +32,7 @@ namespace trustmoe::chain {
 struct ChainClientOptions {
   std::vector<std::string> endpoints;  // "host:port"
   net::TransportConfig transport;
-  int64_t rpc_timeout_ms = 30'000;     // reads
+  int64_t rpc_timeout_ms = 30'000;  // reads
   // Submit with wait: how long the validator may take to commit (it answers
   // DEADLINE_EXCEEDED after that); the RPC deadline is this plus rpc_timeout_ms.
   uint32_t commit_timeout_ms = 30'000;
@@ -49,9 +49,9 @@ struct VerifiedTx {
 
 struct SubmitResult {
   ledger::TxId id{};
-  uint64_t height = 0;                 // 0 when submitted without waiting
+  uint64_t height = 0;                  // 0 when submitted without waiting
   std::optional<VerifiedTx> committed;  // set when waited for
-  std::string endpoint;                // the validator that answered
+  std::string endpoint;                 // the validator that answered
 };
 
 // The head as one validator reports it. chain_id and genesis_digest are checked against the

@@ -8,11 +8,12 @@ Result<std::optional<Bytes>> MemoryState::Get(const std::string& key) const {
   return std::optional<Bytes>(it->second);
 }
 
-Result<std::vector<std::pair<std::string, Bytes>>> MemoryState::Scan(
-    const std::string& prefix, const std::string& start_after, size_t limit) const {
+Result<std::vector<std::pair<std::string, Bytes>>> MemoryState::Scan(const std::string& prefix,
+                                                                     const std::string& start_after,
+                                                                     size_t limit) const {
   std::vector<std::pair<std::string, Bytes>> out;
   auto it = start_after.empty() || start_after < prefix ? entries_.lower_bound(prefix)
-                                                          : entries_.upper_bound(start_after);
+                                                        : entries_.upper_bound(start_after);
   for (; it != entries_.end() && out.size() < limit; ++it) {
     if (it->first.compare(0, prefix.size(), prefix) != 0) break;
     out.emplace_back(it->first, it->second);
@@ -53,15 +54,14 @@ Status ChainReplay::Apply(const ledger::StoredBlock& stored) {
   const ledger::BlockHeader& header = stored.block->header;
   if (header.prev_hash != prev_digest_) {
     return Status::DataLoss(where + ": prev_hash " + crypto::DigestHex(header.prev_hash) +
-                            " does not name the block before (" +
-                            crypto::DigestHex(prev_digest_) + ")");
+                            " does not name the block before (" + crypto::DigestHex(prev_digest_) +
+                            ")");
   }
   if (replay_state_) {
     if (header.state_root != state_root_) {
-      return Status::DataLoss(where + ": header state root " +
-                              crypto::DigestHex(header.state_root) +
-                              " differs from the replayed state root " +
-                              crypto::DigestHex(state_root_));
+      return Status::DataLoss(
+          where + ": header state root " + crypto::DigestHex(header.state_root) +
+          " differs from the replayed state root " + crypto::DigestHex(state_root_));
     }
     ledger::TxContext ctx;
     ctx.genesis = &genesis_;
