@@ -256,15 +256,6 @@ void Node::HandleSubmit(Event* event, int64_t now_ms, pbft::Actions* actions,
                         std::vector<Reply>* replies) {
   SubmitOutcome outcome;
   outcome.tx_id = pbft::ComputeTxId(event->bytes);
-  auto joined = waiters_.find(outcome.tx_id);
-  if (event->wait && joined != waiters_.end() && waiter_count_ < options_.submit_waiters_max) {
-    // The same transaction is already waiting here (a client retry): answer both at commit.
-    uint64_t serial = next_serial_++;
-    joined->second.push_back({serial, event->submit_mono_ms, std::move(event->done)});
-    waiter_deadlines_.emplace(event->deadline_mono_ms, std::make_pair(outcome.tx_id, serial));
-    ++waiter_count_;
-    return;
-  }
   if (event->wait && waiter_count_ >= options_.submit_waiters_max) {
     outcome.status = Status::ResourceExhausted(
         std::to_string(waiter_count_) + " SubmitTx calls already wait for their commit on this "
@@ -272,7 +263,19 @@ void Node::HandleSubmit(Event* event, int64_t now_ms, pbft::Actions* actions,
     replies->emplace_back(std::move(event->done), std::move(outcome));
     return;
   }
+  // Always through the replica, also for a transaction already pending: a client's retry is
+  // what makes the replica relay it again (its first relay may have been lost).
   Status admitted = replica_->SubmitTx(std::move(event->bytes), now_ms, actions);
+  auto joined = waiters_.find(outcome.tx_id);
+  if (!admitted.ok() && admitted.code() == StatusCode::kAlreadyExists && event->wait &&
+      joined != waiters_.end()) {
+    // The same transaction already waits here (a client retry): answer both at its commit.
+    uint64_t serial = next_serial_++;
+    joined->second.push_back({serial, event->submit_mono_ms, std::move(event->done)});
+    waiter_deadlines_.emplace(event->deadline_mono_ms, std::make_pair(outcome.tx_id, serial));
+    ++waiter_count_;
+    return;
+  }
   if (!admitted.ok()) {
     outcome.status = admitted;
     replies->emplace_back(std::move(event->done), std::move(outcome));
