@@ -226,6 +226,31 @@ TEST_F(ClusterTest, ManyTransactionsAreBatchedIntoFewBlocks) {
   EXPECT_THAT(metrics, HasSubstr("trustmoe_validator_rejected_messages_total{reason="));
 }
 
+TEST_F(ClusterTest, ARetryWhileWaitingGetsTheSameAnswer) {
+  Bytes tx = RegisterTx("twice").Encode();
+  auto first = std::async(std::launch::async, [&] {
+    v1::SubmitTxResponse r;
+    grpc::Status s = Submit(1, tx, &r);
+    return std::make_pair(s.error_code(), r.height());
+  });
+  auto second = std::async(std::launch::async, [&] {
+    v1::SubmitTxResponse r;
+    grpc::Status s = Submit(1, tx, &r);
+    return std::make_pair(s.error_code(), r.height());
+  });
+  auto a = first.get();
+  auto b = second.get();
+  // Both wait for the one commit, unless the first committed before the second arrived.
+  if (a.first == grpc::StatusCode::ALREADY_EXISTS) std::swap(a, b);
+  EXPECT_EQ(a.first, grpc::StatusCode::OK);
+  EXPECT_GE(a.second, 1u);
+  if (b.first == grpc::StatusCode::OK) {
+    EXPECT_EQ(b.second, a.second);
+  }
+  EXPECT_TRUE(b.first == grpc::StatusCode::OK || b.first == grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_TRUE(validators_[1]->Health().healthy) << validators_[1]->Health().detail;
+}
+
 TEST_F(ClusterTest, WatchBlocksStreamsCommittedAndNewBlocks) {
   v1::SubmitTxResponse first;
   ASSERT_TRUE(Submit(0, RegisterTx("w1").Encode(), &first).ok());
