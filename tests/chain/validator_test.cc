@@ -72,8 +72,8 @@ class ClusterTest : public ::testing::Test {
       auto key = crypto::PrivateKey::Generate();
       ASSERT_TRUE(key.ok());
       keys_.push_back(*key);
-      genesis_.validators.push_back({"v" + std::to_string(i), key->public_key(),
-                                     "127.0.0.1:" + std::to_string(FreePort())});
+      genesis_.validators.push_back(
+          {"v" + std::to_string(i), key->public_key(), "127.0.0.1:" + std::to_string(FreePort())});
     }
     ASSERT_TRUE(genesis_.Validate().ok());
     validators_.resize(kN);
@@ -166,8 +166,7 @@ TEST_F(ClusterTest, SubmitTxCommitsWithAProofThatVerifies) {
   auto header = ledger::BlockHeader::Decode(AsBytes(info.header()));
   auto cert = pbft::CommitCertificate::Decode(AsBytes(info.certificate()), kN);
   ASSERT_TRUE(proof.ok() && header.ok() && cert.ok());
-  Status verified =
-      ledger::VerifyTxInclusion(bytes, *proof, *header, *cert, genesis_.Validators());
+  Status verified = ledger::VerifyTxInclusion(bytes, *proof, *header, *cert, genesis_.Validators());
   EXPECT_TRUE(verified.ok()) << verified.ToString();
 
   // Every validator commits the same block; any of them answers GetTx and lists the node.
@@ -220,8 +219,7 @@ TEST_F(ClusterTest, ManyTransactionsAreBatchedIntoFewBlocks) {
   auto snapshot = validators_[0]->node()->Snapshot();
   EXPECT_EQ(snapshot.pool_size, 0u);
   std::string metrics = validators_[0]->metrics()->Render();
-  EXPECT_THAT(metrics, HasSubstr("trustmoe_validator_committed_txs_total " +
-                                 std::to_string(kTxs)));
+  EXPECT_THAT(metrics, HasSubstr("trustmoe_validator_committed_txs_total " + std::to_string(kTxs)));
   EXPECT_THAT(metrics, HasSubstr("trustmoe_validator_commit_latency_seconds_count"));
   EXPECT_THAT(metrics, HasSubstr("trustmoe_validator_rejected_messages_total{reason="));
 }
@@ -289,8 +287,8 @@ TEST_F(ClusterTest, HostileTransactionsAreRefusedAndNothingIsCommitted) {
   };
   std::vector<Case> cases;
   cases.push_back({"empty", Bytes(), grpc::StatusCode::INVALID_ARGUMENT});
-  cases.push_back({"malformed", AsBytesOf("not a transaction at all"),
-                   grpc::StatusCode::INVALID_ARGUMENT});
+  cases.push_back(
+      {"malformed", AsBytesOf("not a transaction at all"), grpc::StatusCode::INVALID_ARGUMENT});
   ledger::Tx bad_sig = RegisterTx("bad-sig");
   bad_sig.signature[3] ^= 0x40;
   cases.push_back({"wrong signature", bad_sig.Encode(), grpc::StatusCode::UNAUTHENTICATED});
@@ -302,9 +300,9 @@ TEST_F(ClusterTest, HostileTransactionsAreRefusedAndNothingIsCommitted) {
   cases.push_back({"unknown type", unknown.Encode(), grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back({"oversized", Bytes(genesis_.params.tx_bytes_max + 1, 0x5a),
                    grpc::StatusCode::INVALID_ARGUMENT});
-  ledger::Tx huge_body = ledger::MakeTx(kChain, ledger::TxType::kRegisterNode, admin_,
-                                        ledger::FreshNonce(),
-                                        Bytes(genesis_.params.tx_bytes_max, 1));
+  ledger::Tx huge_body =
+      ledger::MakeTx(kChain, ledger::TxType::kRegisterNode, admin_, ledger::FreshNonce(),
+                     Bytes(genesis_.params.tx_bytes_max, 1));
   cases.push_back({"oversized body", huge_body.Encode(), grpc::StatusCode::INVALID_ARGUMENT});
   cases.push_back({"replay", committed.Encode(), grpc::StatusCode::ALREADY_EXISTS});
   ledger::Tx same_nonce = RegisterTx("same-nonce", committed.nonce);

@@ -225,8 +225,7 @@ grpc::ServerUnaryReactor* ChainService::SubmitTx(grpc::CallbackServerContext* ct
 }
 
 grpc::ServerUnaryReactor* ChainService::GetHead(grpc::CallbackServerContext* ctx,
-                                                const v1::GetHeadRequest*,
-                                                v1::HeadInfo* response) {
+                                                const v1::GetHeadRequest*, v1::HeadInfo* response) {
   return Unary(ctx, "GetHead", [&] { return DoGetHead(response); });
 }
 
@@ -339,7 +338,8 @@ Status ChainService::DoListNodes(const v1::ListNodesRequest& request,
   TRUSTMOE_ASSIGN_OR_RETURN(auto entries, store.Scan("node/", after, ListLimit(request.limit())));
   for (const auto& [key, value] : entries) {
     auto record = ledger::NodeRecord::Decode(value);
-    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    if (!record.ok())
+      return Status::DataLoss("state entry " + key + ": " + record.status().message());
     ledger::Reputation rep;
     TRUSTMOE_ASSIGN_OR_RETURN(auto rep_bytes, store.Get(ledger::ReputationKey(record->key)));
     if (rep_bytes) {
@@ -368,13 +368,13 @@ Status ChainService::DoListNodes(const v1::ListNodesRequest& request,
 Status ChainService::DoListExperts(const v1::ListExpertsRequest& request,
                                    v1::ListExpertsResponse* response) {
   TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
-  std::string after =
-      request.start_after().empty() ? "" : ledger::ExpertKey(request.start_after());
+  std::string after = request.start_after().empty() ? "" : ledger::ExpertKey(request.start_after());
   TRUSTMOE_ASSIGN_OR_RETURN(auto entries,
                             node_->store().Scan("expert/", after, ListLimit(request.limit())));
   for (const auto& [key, value] : entries) {
     auto record = ledger::ExpertRecord::Decode(value);
-    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    if (!record.ok())
+      return Status::DataLoss("state entry " + key + ": " + record.status().message());
     v1::ExpertInfo* info = response->add_experts();
     info->set_cid(record->cid);
     info->set_name(record->name);
@@ -394,7 +394,8 @@ Status ChainService::DoListModels(const v1::ListModelsRequest& request,
                             node_->store().Scan("model/", after, ListLimit(request.limit())));
   for (const auto& [key, value] : entries) {
     auto record = ledger::ModelRecord::Decode(value);
-    if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+    if (!record.ok())
+      return Status::DataLoss("state entry " + key + ": " + record.status().message());
     v1::ModelInfo* info = response->add_models();
     info->set_manifest_cid(record->manifest_cid);
     info->set_name(record->name);
@@ -408,8 +409,8 @@ Status ChainService::DoScanState(const v1::ScanStateRequest& request,
                                  v1::ScanStateResponse* response) {
   TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.prefix(), "prefix"));
   TRUSTMOE_RETURN_IF_ERROR(CheckKeyText(request.start_after(), "start_after"));
-  uint32_t limit = request.limit() == 0 ? std::min<uint32_t>(1000, options_.scan_limit_max)
-                                        : request.limit();
+  uint32_t limit =
+      request.limit() == 0 ? std::min<uint32_t>(1000, options_.scan_limit_max) : request.limit();
   if (limit > options_.scan_limit_max) {
     return Status::InvalidArgument("limit " + std::to_string(limit) + " is over the maximum of " +
                                    std::to_string(options_.scan_limit_max));

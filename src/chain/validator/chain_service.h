@@ -23,8 +23,8 @@ struct ChainServiceOptions {
   int64_t submit_timeout_ms = 30000;       // when a request gives 0
   int64_t submit_timeout_max_ms = 300000;  // longer requested waits are cut to this
   uint32_t watch_streams_max = 256;
-  uint32_t list_limit_max = 1000;          // ListNodes / ListExperts / ListModels
-  uint32_t scan_limit_max = 10000;         // ScanState
+  uint32_t list_limit_max = 1000;   // ListNodes / ListExperts / ListModels
+  uint32_t scan_limit_max = 10000;  // ScanState
 };
 
 class ChainService final : public v1::ChainService::CallbackService {
@@ -45,8 +45,8 @@ class ChainService final : public v1::ChainService::CallbackService {
   grpc::ServerUnaryReactor* GetBlock(grpc::CallbackServerContext* ctx,
                                      const v1::GetBlockRequest* request,
                                      v1::BlockInfo* response) override;
-  grpc::ServerUnaryReactor* GetTx(grpc::CallbackServerContext* ctx,
-                                  const v1::GetTxRequest* request, v1::TxInfo* response) override;
+  grpc::ServerUnaryReactor* GetTx(grpc::CallbackServerContext* ctx, const v1::GetTxRequest* request,
+                                  v1::TxInfo* response) override;
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
                                       const v1::ListNodesRequest* request,
                                       v1::ListNodesResponse* response) override;
@@ -62,8 +62,8 @@ class ChainService final : public v1::ChainService::CallbackService {
   grpc::ServerUnaryReactor* GetGenesis(grpc::CallbackServerContext* ctx,
                                        const v1::GetGenesisRequest* request,
                                        v1::GenesisInfo* response) override;
-  grpc::ServerWriteReactor<v1::BlockInfo>* WatchBlocks(grpc::CallbackServerContext* ctx,
-                                                       const v1::WatchBlocksRequest* request) override;
+  grpc::ServerWriteReactor<v1::BlockInfo>* WatchBlocks(
+      grpc::CallbackServerContext* ctx, const v1::WatchBlocksRequest* request) override;
 
  private:
   class WatchReactor;

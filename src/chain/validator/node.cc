@@ -33,8 +33,8 @@ Result<std::unique_ptr<Node>> Node::Create(NodeOptions options) {
   int id = options.genesis.ValidatorId(options.key.public_key());
   if (id < 0) {
     return Status::FailedPrecondition("identity key " + options.key.public_key().Hex() +
-                                      " is not a validator of chain '" +
-                                      options.genesis.chain_id + "' (see its genesis file)");
+                                      " is not a validator of chain '" + options.genesis.chain_id +
+                                      "' (see its genesis file)");
   }
   std::unique_ptr<Node> node(new Node(std::move(options), static_cast<uint32_t>(id)));
   TRUSTMOE_RETURN_IF_ERROR(node->pbft_config_.Validate().WithContext("replica config"));
@@ -48,12 +48,12 @@ Result<std::unique_ptr<Node>> Node::Create(NodeOptions options) {
   ledger_options.genesis_digest = node->genesis_digest_;
   TRUSTMOE_ASSIGN_OR_RETURN(node->store_, ledger::LedgerStore::Open(ledger_options));
   TRUSTMOE_ASSIGN_OR_RETURN(
-      node->app_, ledger::LedgerApp::Create(node->store_.get(), node->genesis_,
-                                            ledger::TxRegistry::Default()));
+      node->app_,
+      ledger::LedgerApp::Create(node->store_.get(), node->genesis_, ledger::TxRegistry::Default()));
   TRUSTMOE_ASSIGN_OR_RETURN(pbft::DurableState durable, node->store_->LoadDurable());
-  TRUSTMOE_ASSIGN_OR_RETURN(
-      node->replica_, pbft::Replica::Create(node->pbft_config_, node->id_, node->options_.key,
-                                            node->app_.get(), durable));
+  TRUSTMOE_ASSIGN_OR_RETURN(node->replica_,
+                            pbft::Replica::Create(node->pbft_config_, node->id_, node->options_.key,
+                                                  node->app_.get(), durable));
   node->Publish();
   return node;
 }
@@ -76,22 +76,21 @@ void Node::InitMetrics() {
   height_gauge_ = m->GetGauge("trustmoe_validator_height", "Height of the last executed block");
   view_gauge_ = m->GetGauge("trustmoe_validator_view", "Current PBFT view");
   pool_gauge_ = m->GetGauge("trustmoe_validator_pool_txs", "Transactions in the pending pool");
-  queue_gauge_ = m->GetGauge("trustmoe_validator_event_queue",
-                             "Events waiting for the consensus thread");
-  waiters_gauge_ = m->GetGauge("trustmoe_validator_submit_waiters",
-                               "SubmitTx calls waiting for their commit");
-  view_changes_ = m->GetCounter("trustmoe_validator_view_changes_total",
-                                "View changes this replica started");
+  queue_gauge_ =
+      m->GetGauge("trustmoe_validator_event_queue", "Events waiting for the consensus thread");
+  waiters_gauge_ =
+      m->GetGauge("trustmoe_validator_submit_waiters", "SubmitTx calls waiting for their commit");
+  view_changes_ =
+      m->GetCounter("trustmoe_validator_view_changes_total", "View changes this replica started");
   new_views_ = m->GetCounter("trustmoe_validator_new_views_total", "New views entered");
   committed_txs_ = m->GetCounter("trustmoe_validator_committed_txs_total",
                                  "Transactions in executed blocks (rate: tx/s)");
   blocks_ = m->GetCounter("trustmoe_validator_blocks_total", "Blocks executed by this node");
   events_dropped_ = m->GetCounter("trustmoe_validator_peer_messages_dropped_total",
                                   "Peer messages dropped because the event queue was full");
-  commit_latency_ = m->GetHistogram(
-      "trustmoe_validator_commit_latency_seconds",
-      "From SubmitTx on this node to the commit of the transaction",
-      {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+  commit_latency_ = m->GetHistogram("trustmoe_validator_commit_latency_seconds",
+                                    "From SubmitTx on this node to the commit of the transaction",
+                                    {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
   step_events_ = m->GetHistogram("trustmoe_validator_step_events",
                                  "Events handled in one step of the consensus thread",
                                  {1, 2, 4, 8, 16, 64, 256, 1024, 4096});
@@ -154,8 +153,7 @@ void Node::SubmitTx(Bytes tx, bool wait, int64_t timeout_ms, SubmitCallback done
     } else if (events_.size() >= options_.event_queue_max ||
                events_bytes_ + tx.size() > options_.event_queue_bytes_max) {
       refused = Status::ResourceExhausted("validator's event queue is full (" +
-                                          std::to_string(events_.size()) +
-                                          " events); retry later");
+                                          std::to_string(events_.size()) + " events); retry later");
     } else {
       Event event;
       event.kind = Event::Kind::kSubmit;
@@ -257,9 +255,10 @@ void Node::HandleSubmit(Event* event, int64_t now_ms, pbft::Actions* actions,
   SubmitOutcome outcome;
   outcome.tx_id = pbft::ComputeTxId(event->bytes);
   if (event->wait && waiter_count_ >= options_.submit_waiters_max) {
-    outcome.status = Status::ResourceExhausted(
-        std::to_string(waiter_count_) + " SubmitTx calls already wait for their commit on this "
-        "validator; retry later or submit with no_wait");
+    outcome.status =
+        Status::ResourceExhausted(std::to_string(waiter_count_) +
+                                  " SubmitTx calls already wait for their commit on this "
+                                  "validator; retry later or submit with no_wait");
     replies->emplace_back(std::move(event->done), std::move(outcome));
     return;
   }
@@ -349,9 +348,8 @@ void Node::OnCommit(const pbft::CommitAction& commit, std::vector<Reply>* replie
       if (proof.ok()) {
         outcome.committed = *proof;
       } else {
-        outcome.status = proof.status().WithContext("committed at height " +
-                                                    std::to_string(commit.seq) +
-                                                    " but its proof cannot be read");
+        outcome.status = proof.status().WithContext(
+            "committed at height " + std::to_string(commit.seq) + " but its proof cannot be read");
       }
       replies->emplace_back(std::move(waiter.done), std::move(outcome));
       --waiter_count_;
@@ -374,9 +372,9 @@ void Node::ExpireWaiters(std::vector<Reply>* replies) {
     if (w == list.end()) continue;
     SubmitOutcome outcome;
     outcome.tx_id = id;
-    outcome.status = Status::DeadlineExceeded(
-        "transaction " + ToHex(id) + " not committed within the wait; it may still commit "
-        "(GetTx tells)");
+    outcome.status = Status::DeadlineExceeded("transaction " + ToHex(id) +
+                                              " not committed within the wait; it may still commit "
+                                              "(GetTx tells)");
     replies->emplace_back(std::move(w->done), std::move(outcome));
     list.erase(w);
     --waiter_count_;

@@ -20,8 +20,7 @@ class PeerTransport::Peer {
         options_(options) {
     Labels labels{{"peer", std::to_string(id)}};
     dropped_ = metrics->GetCounter("trustmoe_validator_peer_queue_dropped_total",
-                                   "Messages dropped because a peer's send queue was full",
-                                   labels);
+                                   "Messages dropped because a peer's send queue was full", labels);
     sent_ = metrics->GetCounter("trustmoe_validator_peer_sent_total",
                                 "Messages written to a peer's stream", labels);
     reconnects_ = metrics->GetCounter("trustmoe_validator_peer_reconnects_total",
@@ -30,7 +29,9 @@ class PeerTransport::Peer {
                                      "Messages waiting in a peer's send queue", labels);
   }
 
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
 
   void Stop() {
     {
@@ -177,8 +178,7 @@ Result<std::unique_ptr<PeerTransport>> PeerTransport::Create(PeerTransportOption
     if (!channel.ok()) {
       return channel.status().WithContext("endpoint of validator " + std::to_string(id));
     }
-    transport->peers_.push_back(
-        std::make_unique<Peer>(id, o.endpoints[id], *channel, o, metrics));
+    transport->peers_.push_back(std::make_unique<Peer>(id, o.endpoints[id], *channel, o, metrics));
   }
   return transport;
 }
@@ -288,14 +288,13 @@ PeerService::PeerService(Node* node, uint64_t message_bytes_max, MetricsRegistry
       message_bytes_max_(message_bytes_max),
       streams_max_(streams_max),
       metrics_(metrics) {
-  streams_gauge_ = metrics->GetGauge("trustmoe_validator_peer_streams",
-                                     "Open incoming streams from peers");
+  streams_gauge_ =
+      metrics->GetGauge("trustmoe_validator_peer_streams", "Open incoming streams from peers");
   received_ = metrics->GetCounter("trustmoe_validator_peer_received_total",
                                   "Envelopes received from peers");
   for (const char* reason : {"empty", "oversized", "queue_full", "streams_max"}) {
     metrics->GetCounter("trustmoe_validator_peer_refused_total",
-                        "Envelopes refused by the peer transport, by reason",
-                        {{"reason", reason}});
+                        "Envelopes refused by the peer transport, by reason", {{"reason", reason}});
   }
 }
 
@@ -331,9 +330,9 @@ bool PeerService::Register(DeliverReactor* reactor, grpc::Status* refusal) {
   }
   if (open_.size() >= streams_max_) {
     Count("streams_max");
-    *refusal = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                            "validator has its maximum of " + std::to_string(streams_max_) +
-                                " open peer streams");
+    *refusal = grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "validator has its maximum of " + std::to_string(streams_max_) + " open peer streams");
     return false;
   }
   open_.insert(reactor);

@@ -29,8 +29,7 @@ class Validator {
   // config.listen and the HTTP server on config.http_listen. Unavailable when an address
   // cannot be bound; the errors of Node::Create otherwise.
   static Result<std::unique_ptr<Validator>> Start(const ValidatorConfig& config,
-                                                  ledger::Genesis genesis,
-                                                  crypto::PrivateKey key);
+                                                  ledger::Genesis genesis, crypto::PrivateKey key);
   ~Validator();  // Stop()
 
   // Stops accepting calls, lets the consensus thread finish its step (waiting SubmitTx calls

@@ -69,10 +69,10 @@ constexpr int64_t kHourMs = 3600 * 1000;
 
 Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable submit, root.Table("submit"));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(submit, "timeout_ms", 1, kHourMs,
-                                               &c->submit_timeout_ms));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(submit, "timeout_max_ms", 1, kHourMs,
-                                               &c->submit_timeout_max_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(submit, "timeout_ms", 1, kHourMs, &c->submit_timeout_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(submit, "timeout_max_ms", 1, kHourMs, &c->submit_timeout_max_ms));
   if (c->submit_timeout_ms > c->submit_timeout_max_ms) {
     return Status::InvalidArgument(submit.Where("timeout_ms") +
                                    ": [submit] timeout_ms is above timeout_max_ms");
@@ -83,20 +83,20 @@ Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable node, root.Table("node"));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<uint32_t>(node, "event_queue_max", 16, 1u << 24, &c->event_queue_max));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(node, "event_queue_bytes_max", 1 << 20,
-                                                64ull << 30, &c->event_queue_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(node, "event_queue_bytes_max", 1 << 20, 64ull << 30,
+                                                &c->event_queue_bytes_max));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<uint32_t>(node, "step_events_max", 1, 1u << 20, &c->step_events_max));
 
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable peers, root.Table("peers"));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint32_t>(peers, "queue_max", 16, 1u << 24,
-                                                &c->peer_queue_max));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(peers, "queue_bytes_max", 1 << 20,
-                                                64ull << 30, &c->peer_queue_bytes_max));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(peers, "reconnect_min_ms", 1, 60000,
-                                               &c->peer_reconnect_min_ms));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(peers, "reconnect_max_ms", 1, 600000,
-                                               &c->peer_reconnect_max_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(peers, "queue_max", 16, 1u << 24, &c->peer_queue_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(peers, "queue_bytes_max", 1 << 20, 64ull << 30,
+                                                &c->peer_queue_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(peers, "reconnect_min_ms", 1, 60000, &c->peer_reconnect_min_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(peers, "reconnect_max_ms", 1, 600000, &c->peer_reconnect_max_ms));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<uint32_t>(peers, "streams_max", 1, 65536, &c->peer_streams_max));
   if (c->peer_reconnect_min_ms > c->peer_reconnect_max_ms) {
@@ -108,8 +108,8 @@ Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
   TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint32_t>(pool, "txs_max", 1, 1u << 24, &c->pool_txs_max));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<uint64_t>(pool, "bytes_max", 1 << 20, 64ull << 30, &c->pool_bytes_max));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(pool, "pending_max_ms", 1000, 24 * kHourMs,
-                                               &c->tx_pending_max_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(pool, "pending_max_ms", 1000, 24 * kHourMs, &c->tx_pending_max_ms));
 
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable watch, root.Table("watch"));
   TRUSTMOE_RETURN_IF_ERROR(
@@ -143,8 +143,7 @@ Result<ValidatorConfig> Read(ConfigTable root) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
   TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
   TRUSTMOE_RETURN_IF_ERROR(root.CheckNoUnknownKeys());
-  if (config.transport.mode == net::TlsMode::kPlaintext &&
-      !net::IsLoopbackAddress(config.listen)) {
+  if (config.transport.mode == net::TlsMode::kPlaintext && !net::IsLoopbackAddress(config.listen)) {
     return Status::InvalidArgument(root.Where("listen") + ": plaintext gRPC on non-loopback " +
                                    config.listen + ": set [tls] mode = \"tls\" or \"mtls\"");
   }

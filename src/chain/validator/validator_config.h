@@ -31,9 +31,9 @@ struct ValidatorConfig {
   uint32_t submit_waiters_max = 10000;     // SubmitTx calls waiting for their commit
 
   // [node]
-  uint32_t event_queue_max = 65536;           // events waiting for the consensus thread
+  uint32_t event_queue_max = 65536;  // events waiting for the consensus thread
   uint64_t event_queue_bytes_max = 256ull << 20;
-  uint32_t step_events_max = 4096;            // events drained into one step
+  uint32_t step_events_max = 4096;  // events drained into one step
 
   // [peers]
   uint32_t peer_queue_max = 4096;  // outgoing messages per peer; the oldest is dropped
@@ -50,8 +50,8 @@ struct ValidatorConfig {
   // [watch]
   uint32_t watch_streams_max = 256;  // concurrent WatchBlocks streams
   // [query]
-  uint32_t list_limit_max = 1000;    // ListNodes/ListExperts/ListModels page size
-  uint32_t scan_limit_max = 10000;   // ScanState page size
+  uint32_t list_limit_max = 1000;   // ListNodes/ListExperts/ListModels page size
+  uint32_t scan_limit_max = 10000;  // ScanState page size
 };
 
 // Reads and checks the file: unknown keys, wrong types, missing required keys (data_dir,

@@ -77,7 +77,8 @@ int Run(const std::string& config_path) {
   }
   Validator* v = validator->get();
   if (!config->port_file.empty()) {
-    std::string ports = std::to_string(v->grpc_port()) + " " + std::to_string(v->http_port()) + "\n";
+    std::string ports =
+        std::to_string(v->grpc_port()) + " " + std::to_string(v->http_port()) + "\n";
     if (Status s = WriteFileAtomic(config->port_file, ports); !s.ok()) {
       TM_ERROR("{}", s.ToString());
       return 1;
