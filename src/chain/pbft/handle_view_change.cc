@@ -139,6 +139,7 @@ void Replica::StartViewChange(uint64_t new_view) {
   latest_vc_[id_] = ViewChangeEntry{std::move(vc), env, std::move(blocks)};
   PersistView();
   Broadcast(env);
+  RelayPool();
   ApplyViewChangeRules();
 }
 

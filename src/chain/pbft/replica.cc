@@ -308,7 +308,7 @@ Status Replica::AddToPool(Bytes tx, bool relay) {
     return Status::ResourceExhausted("transaction pool is full");
   }
   TRUSTMOE_RETURN_IF_ERROR(app_->CheckTx(tx));
-  if (relay && view_active_ && config_.Primary(view_) != id_) Relay(tx);
+  if (relay && !(view_active_ && config_.Primary(view_) == id_)) Relay(tx);
   pool_bytes_ += tx.size();
   uint64_t order = pool_next_order_++;
   pool_order_[order] = id;
@@ -349,13 +349,21 @@ void Replica::FlushRelay() {
   Request request{std::move(relay_)};
   relay_.clear();
   relay_bytes_ = 0;
-  if (!view_active_ || config_.Primary(view_) == id_) return;
+  if (!view_active_) {
+    // Changing view alone (say a primary that timed out on its own proposal while its peers
+    // went on): the others must see these transactions pending, or nobody's timer ever joins
+    // this view change and the transactions wait forever.
+    Broadcast(Sign(MsgType::kRequest, request.Body(id_)));
+    return;
+  }
+  if (config_.Primary(view_) == id_) return;
   Send(config_.Primary(view_), Sign(MsgType::kRequest, request.Body(id_)));
 }
 
-// A new primary may not have seen the transactions clients gave to this backup.
+// A new primary may not have seen the transactions clients gave to this backup; and while
+// this replica changes view, every peer must see them pending (FlushRelay broadcasts then).
 void Replica::RelayPool() {
-  if (!view_active_ || config_.Primary(view_) == id_) return;
+  if (view_active_ && config_.Primary(view_) == id_) return;
   for (const auto& [order, id] : pool_order_) {
     if (relay_.size() >= config_.request_txs_max) break;
     Relay(pool_.at(id).tx);
