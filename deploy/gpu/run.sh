@@ -45,8 +45,12 @@ fi
 
 echo "==> benchmarks"
 "$build/bench/store_bench" --mib 1024 | tee "$out/store_bench.txt"
+"$build/bench/chain_bench" --seconds 10 | tee "$out/chain_bench.txt" \
+  || echo "!! chain_bench failed (its validators' logs are in the temp dir it printed)"
 
 echo
 echo "==> results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores)"
 [ -f "$out/ctest.log" ] && grep -E "tests passed|failed out of" "$out/ctest.log"
 grep -E "^ratio" "$out/store_bench.txt"
+grep -E "^  (ed25519|committed|  commit latency|new view|ledger verify)|^ratio" \
+  "$out/chain_bench.txt" || true
