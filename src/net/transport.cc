@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <string>
+#include <utility>
+
 #include "common/files.h"
 
 namespace trustmoe::net {
@@ -120,13 +123,45 @@ Result<StartedServer> StartServer(const std::string& listen, const TransportConf
   return started;
 }
 
+namespace {
+
+// Sets the channel arguments of `options` that are not 0.
+Status ApplyChannelOptions(const ChannelOptions& options, grpc::ChannelArguments* args) {
+  const std::pair<const char*, int> ints[] = {
+      {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, options.initial_reconnect_backoff_ms},
+      {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, options.min_reconnect_backoff_ms},
+      {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options.max_reconnect_backoff_ms},
+      {GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms},
+      {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms},
+  };
+  for (const auto& [name, value] : ints) {
+    if (value < 0) {
+      return Status::InvalidArgument(std::string("channel option ") + name + " is negative (" +
+                                     std::to_string(value) + ")");
+    }
+    if (value > 0) args->SetInt(name, value);
+  }
+  if (options.max_reconnect_backoff_ms > 0 &&
+      options.max_reconnect_backoff_ms < options.initial_reconnect_backoff_ms) {
+    return Status::InvalidArgument(
+        "channel option max_reconnect_backoff_ms is below "
+        "initial_reconnect_backoff_ms");
+  }
+  if (options.keepalive_without_calls) args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& endpoint,
-                                                   const TransportConfig& config) {
+                                                   const TransportConfig& config,
+                                                   const ChannelOptions& options) {
   if (endpoint.empty()) return Status::InvalidArgument("empty endpoint: expected host:port");
   TRUSTMOE_RETURN_IF_ERROR(CheckPlaintextAllowed(endpoint, config));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(config.message_bytes_max);
   args.SetMaxSendMessageSize(config.message_bytes_max);
+  TRUSTMOE_RETURN_IF_ERROR(ApplyChannelOptions(options, &args));
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (config.mode == TlsMode::kPlaintext) {
     creds = grpc::InsecureChannelCredentials();

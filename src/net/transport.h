@@ -52,9 +52,30 @@ struct StartedServer {
 Result<StartedServer> StartServer(const std::string& listen, const TransportConfig& config,
                                   const std::vector<grpc::Service*>& services);
 
+// Connection settings of a channel beyond TransportConfig; 0 keeps gRPC's default.
+struct ChannelOptions {
+  // Waits between connection attempts after a failure: the first, then growing 1.6x (with
+  // jitter) up to the max. gRPC's defaults are 1 s and 120 s, so a channel whose server came
+  // up late may wait seconds to a minute. min_reconnect_backoff_ms is gRPC's minimum time
+  // for one connection attempt (connect and TLS handshake), default 20 s: keep it well above
+  // the round trip.
+  int initial_reconnect_backoff_ms = 0;
+  int min_reconnect_backoff_ms = 0;
+  int max_reconnect_backoff_ms = 0;
+  // HTTP/2 keepalive: a ping after keepalive_time_ms without activity, the connection closed
+  // when its ack does not come within keepalive_timeout_ms. Off by default. The server must
+  // allow pings that often (gRPC servers refuse pings more often than every 5 min without
+  // data, unless configured), so use it only towards servers set up for it.
+  int keepalive_time_ms = 0;
+  int keepalive_timeout_ms = 0;
+  bool keepalive_without_calls = false;  // ping also while no call is open
+};
+
 // A channel to `endpoint` ("host:port"). Checks the config (and files) but does not connect.
+// InvalidArgument for a negative setting in `options`, or a max back-off below the initial.
 Result<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& endpoint,
-                                                   const TransportConfig& config);
+                                                   const TransportConfig& config,
+                                                   const ChannelOptions& options = {});
 
 // Status <-> grpc::Status, one to one on codes.
 grpc::Status ToGrpcStatus(const Status& status);

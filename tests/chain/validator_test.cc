@@ -249,6 +249,52 @@ TEST_F(ClusterTest, ARetryWhileWaitingGetsTheSameAnswer) {
   EXPECT_TRUE(validators_[1]->Health().healthy) << validators_[1]->Health().detail;
 }
 
+TEST_F(ClusterTest, AWaitingSubmitOfAPendingTxGetsItsCommit) {
+  // Without a quorum the transaction stays pending.
+  validators_[2]->Stop();
+  validators_[3]->Stop();
+  const Bytes tx = RegisterTx("pending").Encode();
+  v1::SubmitTxResponse admitted;
+  grpc::Status status = Submit(1, tx, &admitted, /*no_wait=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(admitted.height(), 0u);
+  // Pending on validator 1 (its client's) and on validator 0 (relayed to it).
+  ASSERT_TRUE(WaitFor([&] { return validators_[0]->node()->Snapshot().pool_size == 1; }));
+  auto wait_on = [&](uint32_t i) {
+    return std::async(std::launch::async, [this, i, &tx] {
+      v1::SubmitTxResponse r;
+      grpc::Status s = Submit(i, tx, &r, /*no_wait=*/false, /*timeout_ms=*/40000);
+      return std::make_pair(s, r);
+    });
+  };
+  auto on_backup = wait_on(1);
+  auto on_primary = wait_on(0);
+  ASSERT_TRUE(WaitFor([&] {
+    return validators_[0]->node()->Snapshot().waiters == 1 &&
+           validators_[1]->node()->Snapshot().waiters == 1;
+  })) << "a waiting SubmitTx of a pending transaction must wait, not fail";
+
+  // The quorum is back: the transaction commits and both calls get it with its proof.
+  for (uint32_t i : {2u, 3u}) {
+    validators_[i].reset();
+    ASSERT_TRUE(Launch(i).ok());
+  }
+  for (auto* call : {&on_backup, &on_primary}) {
+    auto [s, response] = call->get();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_GE(response.height(), 1u);
+    const v1::TxInfo& info = response.committed();
+    EXPECT_EQ(info.tx(), AsString(tx));
+    auto proof = ledger::TxProof::Decode(AsBytes(info.proof()));
+    auto header = ledger::BlockHeader::Decode(AsBytes(info.header()));
+    auto cert = pbft::CommitCertificate::Decode(AsBytes(info.certificate()), kN);
+    ASSERT_TRUE(proof.ok() && header.ok() && cert.ok());
+    EXPECT_EQ(header->height, response.height());
+    Status verified = ledger::VerifyTxInclusion(tx, *proof, *header, *cert, genesis_.Validators());
+    EXPECT_TRUE(verified.ok()) << verified.ToString();
+  }
+}
+
 TEST_F(ClusterTest, WatchBlocksStreamsCommittedAndNewBlocks) {
   v1::SubmitTxResponse first;
   ASSERT_TRUE(Submit(0, RegisterTx("w1").Encode(), &first).ok());

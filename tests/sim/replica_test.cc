@@ -394,6 +394,74 @@ TEST(ReplicaTest, NewViewReachesAReplicaThatMissedIt) {
   }
 }
 
+// A primary that timed out on its own proposal changes view alone while its peers commit that
+// proposal; it catches up by state transfer, still in its view change. A transaction that a
+// client then gives to it alone must reach the others (it relays while its view is inactive),
+// so that they see it pending, join the view change, and the next primary commits it.
+TEST(ReplicaTest, TxGivenOnlyToAPrimaryChangingViewAloneCommits) {
+  TestNet net;
+  net.Run();
+  ASSERT_TRUE(net.Submit(0, Tx(1)).ok());
+  // Every message to r0 is delayed: the others commit block 1, r0 hears nothing of it.
+  std::vector<TestMsg> delayed;
+  net.Run([&delayed](const TestMsg& m) {
+    if (m.to != 0) return true;
+    delayed.push_back(m);
+    return false;
+  });
+  for (uint32_t i = 1; i < net.n(); ++i) ASSERT_EQ(net.r(i).last_executed(), 1u) << i;
+  ASSERT_EQ(net.r(0).last_executed(), 0u);
+
+  // r0 times out on its own proposal and asks for view 1, alone; the others have nothing
+  // pending and stay in view 0.
+  net.Advance(net.config.view_change_timeout_ms + 1);
+  ASSERT_EQ(net.r(0).view(), 1u);
+  ASSERT_FALSE(net.r(0).view_active());
+  for (const TestMsg& m : delayed) net.Deliver(m);  // too late: view 0 is over for r0
+  for (int round = 0; round < 10 && net.r(0).last_executed() < 1; ++round) {
+    net.Advance(net.config.status_interval_ms);
+    net.Run();
+  }
+  ASSERT_EQ(net.r(0).last_executed(), 1u);
+  EXPECT_EQ(net.r(0).stats().blocks_via_state_transfer, 1u);
+  ASSERT_FALSE(net.r(0).view_active()) << "r0 must still be changing view alone";
+  for (uint32_t i = 1; i < net.n(); ++i) {
+    ASSERT_EQ(net.r(i).view(), 0u) << i;
+    ASSERT_TRUE(net.r(i).view_active()) << i;
+  }
+
+  // The client gives tx 2 to r0 only.
+  ASSERT_TRUE(net.Submit(0, Tx(2)).ok());
+  net.Run();
+  const pbft::TxId id = pbft::ComputeTxId(Tx(2));
+  for (uint32_t i = 1; i < net.n(); ++i) EXPECT_TRUE(net.r(i).IsPending(id)) << i;
+  // Bound: the backups' view-change timeout, the new-view timeout of r0 (doubled once), and a
+  // few status intervals for the messages.
+  const int64_t bound_ms = 3 * net.config.view_change_timeout_ms;
+  int64_t waited_ms = 0;
+  auto committed_everywhere = [&net] {
+    for (uint32_t i = 0; i < net.n(); ++i) {
+      if (net.r(i).last_executed() < 2) return false;
+    }
+    return true;
+  };
+  while (waited_ms < bound_ms && !committed_everywhere()) {
+    net.Advance(net.config.status_interval_ms);
+    waited_ms += net.config.status_interval_ms;
+    net.Run();
+  }
+  ASSERT_TRUE(committed_everywhere()) << "tx 2 not committed within " << bound_ms << " ms";
+  for (uint32_t i = 0; i < net.n(); ++i) {
+    EXPECT_EQ(net.r(i).view(), 1u) << i;
+    EXPECT_TRUE(net.r(i).view_active()) << i;
+    EXPECT_FALSE(net.r(i).IsPending(id)) << i;
+    const pbft::CommitAction& last = net.nodes[i].commits.back();
+    EXPECT_EQ(last.seq, 2u) << i;
+    ASSERT_EQ(last.tx_ids.size(), 1u) << i;
+    EXPECT_EQ(last.tx_ids[0], id) << i;
+  }
+}
+
 // Every kind of message the protocol sends, mutated at random, fed to a live replica: it must
 // neither crash nor stop working.
 TEST(ReplicaTest, SurvivesMutatedMessages) {

@@ -30,6 +30,7 @@ enum class EventKind {
   kTick,
   kSubmit,
   kClientTx,
+  kQuery,
   kReply,
   kCrash,
   kRestart,
@@ -75,6 +76,7 @@ struct TxState {
   Bytes tx;
   TxId id{};
   uint32_t client = 0;
+  uint32_t replica = 0;  // the one it is submitted to (SimOptions::one_replica_per_tx)
   int64_t submit_ms = 0;
   bool submitted = false;
   bool accepted = false;
@@ -150,6 +152,7 @@ class Simulation {
 
   void Handle(const Event& e);
   void SubmitTx(uint32_t tx);
+  void QueryTx(uint32_t tx);
   void CheckEnd();
 
   const SimOptions opt_;
@@ -216,6 +219,8 @@ void Simulation::Setup() {
       t.id = pbft::ComputeTxId(t.tx);
       t.client = c;
       t.submit_ms = Range(0, opt_.submit_window_ms);
+      // Drawn only in this mode, so that the other seeds replay as before.
+      if (opt_.one_replica_per_tx) t.replica = static_cast<uint32_t>(Range(mix_.byzantine, n - 1));
       tx_index_[t.id] = static_cast<uint32_t>(txs_.size());
       txs_.push_back(std::move(t));
     }
@@ -632,7 +637,9 @@ void Simulation::ByzantineInject(uint32_t id) {
 void Simulation::SubmitTx(uint32_t tx) {
   const uint32_t n = static_cast<uint32_t>(nodes_.size());
   std::vector<uint32_t> targets;
-  if (mix_.submit_to_one) {
+  if (opt_.one_replica_per_tx) {
+    targets.push_back(txs_[tx].replica);
+  } else if (mix_.submit_to_one) {
     targets.push_back(static_cast<uint32_t>(Range(0, n - 1)));
   } else {
     for (uint32_t i = 0; i < n; ++i) targets.push_back(i);
@@ -643,6 +650,21 @@ void Simulation::SubmitTx(uint32_t tx) {
     Event e;
     e.time = now_ + Delay();
     e.kind = EventKind::kClientTx;
+    e.node = r;
+    e.tx = tx;
+    Push(std::move(e));
+  }
+}
+
+// A client that submits to one replica reads the outcome from all of them (as GetTx): a
+// replica that executed the transaction answers from its ledger.
+void Simulation::QueryTx(uint32_t tx) {
+  const bool lossy = now_ < opt_.heal_ms || mix_.drops_after_heal;
+  for (uint32_t r = 0; r < nodes_.size(); ++r) {
+    if (r == txs_[tx].replica || (lossy && Chance(mix_.drop))) continue;
+    Event e;
+    e.time = now_ + Delay();
+    e.kind = EventKind::kQuery;
     e.node = r;
     e.tx = tx;
     Push(std::move(e));
@@ -675,6 +697,13 @@ void Simulation::Handle(const Event& e) {
       }
       ObserveView(e.node, view, active);
       Apply(e.node, std::move(actions));
+      return;
+    }
+    case EventKind::kQuery: {
+      const Node& node = nodes_[e.node];
+      if (!node.up || !node.replica || node.byzantine) return;
+      auto where = node.app->FindTx(txs_[e.tx].id);
+      if (where) SendReply(e.node, e.tx, where->first, where->second);
       return;
     }
     case EventKind::kSubmit:
@@ -727,7 +756,9 @@ void Simulation::Handle(const Event& e) {
     }
     case EventKind::kResend: {
       for (uint32_t i = 0; i < txs_.size(); ++i) {
-        if (txs_[i].submitted && !txs_[i].accepted) SubmitTx(i);
+        if (!txs_[i].submitted || txs_[i].accepted) continue;
+        SubmitTx(i);
+        if (opt_.one_replica_per_tx) QueryTx(i);
       }
       Event next = e;
       next.time = now_ + 1000;
@@ -750,9 +781,15 @@ void Simulation::CheckEnd() {
     const TxState& t = txs_[i];
     const int64_t due = std::max(opt_.heal_ms, t.submit_ms) + opt_.liveness_bound_ms;
     if (!t.accepted) {
-      return Fail("liveness", "transaction " + std::to_string(i) + " (client " +
-                                  std::to_string(t.client) + ", submitted at " +
-                                  std::to_string(t.submit_ms) + " ms) was never accepted");
+      auto height = tx_height_.find(t.id);
+      return Fail("liveness",
+                  "transaction " + std::to_string(i) + " (client " + std::to_string(t.client) +
+                      ", submitted at " + std::to_string(t.submit_ms) + " ms" +
+                      (opt_.one_replica_per_tx ? " to r" + std::to_string(t.replica) : "") +
+                      ") was never accepted; " +
+                      (height == tx_height_.end()
+                           ? std::string("no honest replica executed it")
+                           : "executed at height " + std::to_string(height->second)));
     }
     if (t.accepted_ms > due) {
       return Fail("liveness", "transaction " + std::to_string(i) + " accepted at " +

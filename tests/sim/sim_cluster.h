@@ -52,7 +52,7 @@ struct FaultMix {
   bool torn_crashes = false;    // crash in the middle of a step
   uint32_t byzantine = 0;  // number of byzantine replicas (ids 0, 1, ...; 0 is the first primary)
   uint32_t byzantine_flags = 0;
-  bool submit_to_one = false;     // clients send to a single replica (exercises relaying)
+  bool submit_to_one = false;     // each try goes to one random replica (exercises relaying)
   bool drops_after_heal = false;  // keep dropping (at `drop`) after heal_ms
 };
 
@@ -71,6 +71,12 @@ struct SimOptions {
   int64_t heal_ms = 6000;
   int64_t liveness_bound_ms = 20000;
   int64_t settle_ms = 3000;
+  // Client mode: each transaction goes to one honest replica, picked by the seed, and every
+  // retry goes to that same replica, so the others learn of it only through relaying (a
+  // replica that keeps it to itself stalls it for good). With each retry the client also asks
+  // the other replicas whether they executed it (as GetTx), since one replica's answer alone
+  // is not f + 1.
+  bool one_replica_per_tx = false;
   bool verbose = false;
 };
 

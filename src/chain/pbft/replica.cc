@@ -316,6 +316,8 @@ Status Replica::AddToPool(Bytes tx, bool relay) {
   return Status::Ok();
 }
 
+bool Replica::IsPending(const TxId& id) const { return pool_.count(id) != 0; }
+
 void Replica::RemoveFromPool(const TxId& id) {
   auto it = pool_.find(id);
   if (it == pool_.end()) return;

@@ -85,6 +85,11 @@ class Replica {
   // application's CheckTx status. Actions of the step are appended to `out`.
   Status SubmitTx(Bytes tx, int64_t now_ms, Actions* out);
 
+  // True while the transaction with this id waits in this replica's pool: admitted (from a
+  // client or relayed by a peer), not yet executed, not dropped as expired or invalid. A
+  // transaction proposed but not yet executed is still pending. Pure; no step is taken.
+  bool IsPending(const TxId& id) const;
+
   uint32_t id() const { return id_; }
   uint64_t view() const { return view_; }
   // False while this replica has asked for a view change and waits for the new-view.

@@ -265,17 +265,14 @@ void Node::HandleSubmit(Event* event, int64_t now_ms, pbft::Actions* actions,
   // Always through the replica, also for a transaction already pending: a client's retry is
   // what makes the replica relay it again (its first relay may have been lost).
   Status admitted = replica_->SubmitTx(std::move(event->bytes), now_ms, actions);
-  auto joined = waiters_.find(outcome.tx_id);
-  if (!admitted.ok() && admitted.code() == StatusCode::kAlreadyExists && event->wait &&
-      joined != waiters_.end()) {
-    // The same transaction already waits here (a client retry): answer both at its commit.
-    uint64_t serial = next_serial_++;
-    joined->second.push_back({serial, event->submit_mono_ms, std::move(event->done)});
-    waiter_deadlines_.emplace(event->deadline_mono_ms, std::make_pair(outcome.tx_id, serial));
-    ++waiter_count_;
-    return;
-  }
-  if (!admitted.ok()) {
+  // A waiting call for a transaction that is pending here (submitted before, with or without
+  // wait, or relayed by a peer) waits for its commit like the first caller; one that waits
+  // here already and committed earlier in this step is answered by this step's CommitAction.
+  // A transaction committed before this step stays ALREADY_EXISTS: the client reads it (GetTx).
+  const bool wait_for_pending =
+      admitted.code() == StatusCode::kAlreadyExists && event->wait &&
+      (replica_->IsPending(outcome.tx_id) || waiters_.count(outcome.tx_id) != 0);
+  if (!admitted.ok() && !wait_for_pending) {
     outcome.status = admitted;
     replies->emplace_back(std::move(event->done), std::move(outcome));
     return;

@@ -124,7 +124,10 @@ class Node {
   // with wait, OK with the inclusion proof once committed, DEADLINE_EXCEEDED after
   // timeout_ms; or the replica's refusal (InvalidArgument, Unauthenticated, PermissionDenied,
   // AlreadyExists, ResourceExhausted), ResourceExhausted when the queue or the waiter table
-  // is full, Unavailable when the node stops. Thread-safe.
+  // is full, Unavailable when the node stops. With wait, the same bytes pending in this
+  // replica's pool already (an earlier call, with or without wait, or a peer's relay) are not
+  // refused: the call waits for that commit like the first one (AlreadyExists then means
+  // committed before, or a nonce used by other bytes). Thread-safe.
   void SubmitTx(Bytes tx, bool wait, int64_t timeout_ms, SubmitCallback done);
 
   NodeSnapshot Snapshot() const;

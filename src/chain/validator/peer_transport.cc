@@ -7,6 +7,21 @@
 #include "common/log.h"
 
 namespace trustmoe::validator {
+namespace {
+
+// Peer channels retry a connection quickly: validators start one after another, and with
+// gRPC's default back-off (1 s growing to 120 s) a validator whose peers came up a few seconds
+// after it would not reach them for seconds more. The connect timeout stays generous for TLS
+// handshakes over long links.
+net::ChannelOptions PeerChannelOptions() {
+  net::ChannelOptions options;
+  options.initial_reconnect_backoff_ms = 100;
+  options.max_reconnect_backoff_ms = 2000;
+  options.min_reconnect_backoff_ms = 5000;  // gRPC's minimum connect timeout
+  return options;
+}
+
+}  // namespace
 
 // ---- Sending ----
 
@@ -174,7 +189,7 @@ Result<std::unique_ptr<PeerTransport>> PeerTransport::Create(PeerTransportOption
       transport->peers_.push_back(nullptr);
       continue;
     }
-    auto channel = net::MakeChannel(o.endpoints[id], o.transport);
+    auto channel = net::MakeChannel(o.endpoints[id], o.transport, PeerChannelOptions());
     if (!channel.ok()) {
       return channel.status().WithContext("endpoint of validator " + std::to_string(id));
     }
