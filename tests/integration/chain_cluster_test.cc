@@ -1,6 +1,10 @@
 // Four real trustmoe-validator processes on loopback: commits, the primary killed and a view
 // change, kill -9 at arbitrary moments, restarts, and ledgers compared byte for byte.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <future>
 
 #include <atomic>
 #include <chrono>
@@ -153,6 +157,62 @@ TEST(ChainClusterTest, KillNineAtArbitraryMomentsLeavesIdenticalLedgers) {
   for (auto& t : submitters) t.join();
   EXPECT_GT(committed.load(), 20);
   ExpectEqualLedgers(*cluster);
+}
+
+// Raw bytes that are not a protobuf message of the method, sent to a real validator.
+grpc::Status RawUnaryCall(const std::string& endpoint, const std::string& method,
+                          const std::string& bytes) {
+  auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) { done.set_value(s); });
+  return done.get_future().get();
+}
+
+TEST(ChainClusterTest, MalformedProtobufAndGarbageAreRefusedAndTheValidatorKeepsServing) {
+  auto cluster = ValidatorCluster::Start(1, FastParams());
+  ASSERT_NE(cluster, nullptr);
+  auto client = cluster->Client();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Submit(cluster->RegisterEdge("before").Encode()).ok());
+  const uint64_t height = cluster->Head(0)->height;
+
+  // Field 1 (tx) declared 1000 bytes long with 3 present; a wire type that does not exist;
+  // random bytes: none of these parses as a request.
+  const std::string truncated = std::string("\x0a\xe8\x07" "abc");
+  const std::string bad_wire_type = std::string("\x0f\x01\x02");
+  std::string random(4096, '\0');
+  for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 131 + 7) % 251);
+  for (const std::string& method :
+       {std::string("/trustmoe.v1.ChainService/SubmitTx"),
+        std::string("/trustmoe.v1.ChainService/GetBlock"),
+        std::string("/trustmoe.v1.ChainService/GetTx")}) {
+    for (const std::string& bytes : {truncated, bad_wire_type, random}) {
+      grpc::Status s = RawUnaryCall(cluster->endpoint(0), method, bytes);
+      EXPECT_FALSE(s.ok()) << method;
+      EXPECT_NE(s.error_code(), grpc::StatusCode::UNAVAILABLE) << method << ": "
+                                                               << s.error_message();
+    }
+  }
+  // A well-formed SubmitTx whose tx field is garbage: INVALID_ARGUMENT with a reason.
+  grpc::Status s = RawUnaryCall(cluster->endpoint(0), "/trustmoe.v1.ChainService/SubmitTx",
+                                std::string("\x0a\x05hello"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_FALSE(s.error_message().empty());
+
+  // Still serving, nothing was committed in between.
+  auto head = cluster->Head(0);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->height, height);
+  auto r = client->Submit(cluster->RegisterEdge("after").Encode());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->height, height + 1);
 }
 
 }  // namespace

@@ -113,6 +113,19 @@ Bytes LedgerApp::ProposeBlock(const pbft::BlockContext& ctx, const std::vector<B
   return block.Encode();
 }
 
+void LedgerApp::PreverifyTx(ByteSpan bytes) {
+  const pbft::TxId id = pbft::ComputeTxId(bytes);
+  if (signatures_.Contains(id)) return;
+  auto tx = Tx::Decode(bytes, genesis_.params.tx_bytes_max);
+  if (tx.ok() && tx->VerifySignature(genesis_.chain_id).ok()) signatures_.Insert(id);
+}
+
+void LedgerApp::PreverifyBlock(ByteSpan bytes) {
+  auto block = DecodeBlock(bytes);
+  if (!block.ok()) return;
+  for (const Bytes& tx : block->txs) PreverifyTx(tx);
+}
+
 Result<Block> LedgerApp::DecodeBlock(ByteSpan bytes) const {
   return Block::Decode(bytes, LimitsOf(genesis_));
 }

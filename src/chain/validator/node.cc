@@ -126,7 +126,23 @@ void Node::Stop() {
   FailEverything();
 }
 
+void Node::Preverify(ByteSpan wire) {
+  if (app_ == nullptr) return;
+  auto envelope = pbft::DecodeEnvelope(wire, pbft::Limits::Of(pbft_config_));
+  if (!envelope.ok()) return;  // the consensus thread counts it
+  if (envelope->type == pbft::MsgType::kRequest) {
+    auto request = pbft::Request::Parse(*envelope, pbft::Limits::Of(pbft_config_));
+    if (!request.ok()) return;
+    for (const Bytes& tx : request->txs) app_->PreverifyTx(tx);
+  } else if (envelope->type == pbft::MsgType::kPrePrepare && !envelope->payload.empty()) {
+    app_->PreverifyBlock(envelope->payload);
+  }
+}
+
 bool Node::DeliverPeerMessage(Bytes wire) {
+  // Transaction signatures are checked here, on the receiving gRPC thread, so that the
+  // consensus thread finds them in the signature cache (docs/validator.md, "Threads").
+  Preverify(wire);
   {
     std::lock_guard lock(mu_);
     if (!stopping_ && events_.size() < options_.event_queue_max &&
@@ -145,6 +161,7 @@ bool Node::DeliverPeerMessage(Bytes wire) {
 }
 
 void Node::SubmitTx(Bytes tx, bool wait, int64_t timeout_ms, SubmitCallback done) {
+  if (app_ != nullptr) app_->PreverifyTx(tx);
   Status refused;
   {
     std::lock_guard lock(mu_);

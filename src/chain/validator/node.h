@@ -119,6 +119,9 @@ class Node {
   // Queues an envelope received from a peer. False (and counted) when the queue is full or
   // the node is stopped; PBFT retransmits what matters. Thread-safe.
   bool DeliverPeerMessage(Bytes wire);
+  // Verifies the transaction signatures a peer message carries (relayed requests, the block of
+  // a pre-prepare) into the ledger's signature cache. Any thread; never fails.
+  void Preverify(ByteSpan wire);
 
   // Queues a client transaction. `done` gets: without wait, OK at admission to the pool;
   // with wait, OK with the inclusion proof once committed, DEADLINE_EXCEEDED after
