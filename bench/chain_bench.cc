@@ -57,6 +57,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+std::string CodeName(grpc::StatusCode code);
+
 constexpr uint32_t kValidators = 4;  // f = 1
 constexpr auto kStartTimeout = std::chrono::seconds(30);
 constexpr auto kStopTimeout = std::chrono::seconds(30);
@@ -662,7 +664,15 @@ LoadResult RunLoad(const LoadSpec& spec, const std::vector<PreparedTx>& txs, Tra
                              std::chrono::milliseconds(kRpcTimeoutMs));
         tracker->Submitted(txs[i].id, Clock::now());
         grpc::Status s = stub->SubmitTx(&context, request, &response);
-        if (!s.ok()) tracker->Refused(txs[i].id, s.error_code());
+        if (!s.ok()) {
+          static std::atomic<bool> told{false};
+          if (!told.exchange(true)) {
+            std::fprintf(stderr, "    first refusal (validator %s): %s %s\n",
+                         spec.endpoints[t % spec.endpoints.size()].c_str(),
+                         CodeName(s.error_code()).c_str(), s.error_message().c_str());
+          }
+          tracker->Refused(txs[i].id, s.error_code());
+        }
         submitted.fetch_add(1);
       }
     });

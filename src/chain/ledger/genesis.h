@@ -31,7 +31,7 @@ struct ChainParams {
   uint32_t block_txs_max = 2000;
   uint64_t block_bytes_max = 2ull << 20;
   uint32_t tx_bytes_max = 64 * 1024;
-  int64_t view_change_timeout_ms = 2000;
+  int64_t view_change_timeout_ms = 1000;
   // A proposed block's time may be at most this far ahead of a validator's clock.
   int64_t max_clock_skew_ms = 5000;
   // Reputation: a REJECTED verdict is a strike; this many strikes blacklist an edge.
