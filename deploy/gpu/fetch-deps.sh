@@ -7,9 +7,11 @@ cd "$(dirname "$0")/../.."
 mkdir -p .gpu-deps
 cd .gpu-deps
 pkgs=(
+  # Not libupb0/libupb-dev: their libupb.so (an older upb) would shadow gRPC's own libupb.so.29
+  # and crash gRPC on its error paths.
   libgrpc++-dev libgrpc++1.51 libgrpc29 libgrpc-dev protobuf-compiler-grpc
   libprotobuf-dev libprotobuf32 libprotoc32 libprotobuf-lite32 protobuf-compiler
-  libabsl20220623 libabsl-dev libre2-9 libre2-dev libc-ares2 libc-ares-dev libupb0 libupb-dev
+  libabsl20220623 libabsl-dev libre2-9 libre2-dev libc-ares2 libc-ares-dev
   librocksdb7.8 librocksdb-dev libsnappy1v5 libsnappy-dev libgflags2.2 libgflags-dev liburing2
   libspdlog1.10 libspdlog-dev libfmt9 libfmt-dev libgtest-dev libgmock-dev libssl3 libssl-dev
   zlib1g-dev libbz2-dev liblz4-dev libzstd-dev libsystemd-dev nlohmann-json3-dev libcli11-dev

@@ -11,11 +11,14 @@ build=${BUILD_DIR:-build-gpu}
 out=${OUT:-/tmp/trustmoe-gpu-out}
 mkdir -p "$out"
 
-if [ ! -e "$deps/.unpacked" ]; then
+# Unpacked again whenever the set of packages changes (a stale library would be linked).
+stamp="$deps/.unpacked-$(ls .gpu-deps/*.deb | md5sum | cut -c1-12)"
+if [ ! -e "$stamp" ]; then
   echo "==> unpacking $(ls .gpu-deps/*.deb | wc -l) Debian packages into $deps"
+  rm -rf "$deps" "$build"
   mkdir -p "$deps"
   for f in .gpu-deps/*.deb; do dpkg -x "$f" "$deps"; done
-  touch "$deps/.unpacked"
+  touch "$stamp"
 fi
 lib="$deps/usr/lib/x86_64-linux-gnu"
 export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
