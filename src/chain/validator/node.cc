@@ -426,6 +426,15 @@ void Node::Publish() {
     new_views_->Inc(
         static_cast<double>(stats.new_views_entered - published_stats_.new_views_entered));
   }
+  LogRejections(stats);
+  if (stats.view_changes_started > published_stats_.view_changes_started) {
+    TM_WARN("view change: asking for view {} (no progress from primary {} in time)",
+            replica_->view(), pbft_config_.Primary(replica_->view() - 1));
+  }
+  if (stats.new_views_entered > published_stats_.new_views_entered) {
+    TM_INFO("entered view {}; the primary is validator {}", replica_->view(),
+            pbft_config_.Primary(replica_->view()));
+  }
   published_stats_ = stats;
   uint64_t height = store_->Head().height;
   height_gauge_->Set(static_cast<double>(height));
@@ -448,6 +457,38 @@ void Node::Publish() {
   snapshot_.waiters = waiter_count_;
   snapshot_.last_step_mono_ms = clock_->MonotonicMs();
   snapshot_.stats = stats;
+}
+
+// Refused peer messages are counted at once (metrics) and logged at most every 10 s, so that a
+// misbehaving peer is visible in the log without flooding it. Duplicates, stale messages and messages of another view
+// are the normal cost of retransmission and only logged at debug level.
+void Node::LogRejections(const pbft::Stats& stats) {
+  for (size_t i = 0; i < pbft::kRejectCount; ++i) {
+    unlogged_rejections_[i] += stats.rejected[i] - published_stats_.rejected[i];
+  }
+  const int64_t now = clock_->MonotonicMs();
+  for (bool noise : {false, true}) {
+    int64_t& last = noise ? last_noise_log_ms_ : last_rejection_log_ms_;
+    if (now - last < 10000) continue;
+    std::string list;
+    for (size_t i = 0; i < pbft::kRejectCount; ++i) {
+      const auto reason = static_cast<pbft::Reject>(i);
+      const bool benign = reason == pbft::Reject::kDuplicate ||
+                          reason == pbft::Reject::kStale || reason == pbft::Reject::kWrongView;
+      if (benign != noise || unlogged_rejections_[i] == 0) continue;
+      list += (list.empty() ? "" : ", ") + std::string(pbft::RejectName(reason)) + " " +
+              std::to_string(unlogged_rejections_[i]);
+      unlogged_rejections_[i] = 0;
+    }
+    if (list.empty()) continue;
+    last = now;
+    if (noise) {
+      TM_DEBUG("dropped peer messages (retransmissions, other views): {}", list);
+    } else {
+      TM_WARN("refused peer messages since the last report: {} "
+              "(trustmoe_validator_rejected_messages_total has them by reason)", list);
+    }
+  }
 }
 
 void Node::FailEverything() {

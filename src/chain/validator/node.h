@@ -16,6 +16,7 @@
 // rather than one per message.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -173,6 +174,7 @@ class Node {
   void ExpireWaiters(std::vector<Reply>* replies);
   void ForgetOldSubmissions();
   void Publish();
+  void LogRejections(const pbft::Stats& stats);
   void FailEverything();
 
   const uint32_t id_;
@@ -226,6 +228,9 @@ class Node {
   Histogram* commit_latency_;
   Histogram* step_events_;
   std::vector<Counter*> rejected_;  // by pbft::Reject
+  std::array<uint64_t, pbft::kRejectCount> unlogged_rejections_{};
+  int64_t last_rejection_log_ms_ = -1000000;
+  int64_t last_noise_log_ms_ = -1000000;
 };
 
 }  // namespace trustmoe::validator
