@@ -84,7 +84,8 @@ echo "==> admin registers a researcher and an edge; the researcher publishes the
   --role edge --name demo-edge --endpoint 127.0.0.1:7700 | sed 's/^/    /'
 "$cli" expert publish --key "$demo/researcher.key" --cid "$cid" --name demo/expert-0 \
   --arch swiglu --size $((24 << 20)) | sed 's/^/    /'
-echo "==> a forged registration (signed by the researcher, not the admin) is refused"
+echo "==> a registration signed by the researcher instead of the admin is refused (the CLI checks"
+echo "    first; validators refuse such a transaction too, with PERMISSION_DENIED)"
 if "$cli" node register --key "$demo/researcher.key" --node-key "$demo/edge.key.pub" \
   --role gate --name forged 2>"$demo/forged.err"; then
   echo "forged registration was accepted" >&2
