@@ -567,7 +567,7 @@ class Watcher {
   Watcher(Tracker* tracker, const ledger::Genesis& genesis, const std::string& endpoint,
           uint64_t from_height)
       : tracker_(tracker),
-        limits_{genesis.params.block_txs_max, genesis.params.tx_bytes_max},
+        limits_(genesis.Limits()),
         stub_(v1::ChainService::NewStub(Channel(endpoint, -1))) {
     v1::WatchBlocksRequest request;
     request.set_from_height(from_height);
@@ -901,7 +901,7 @@ void VerifyLedger(Cluster& cluster, uint32_t which, Results& r) {
   options.path = cluster.ledger_path(which);
   options.read_only = true;
   options.validators = genesis.Validators();
-  options.limits = {genesis.params.block_txs_max, genesis.params.tx_bytes_max};
+  options.limits = genesis.Limits();
   options.genesis_digest = genesis.Hash();
   auto store = ledger::LedgerStore::Open(options);
   if (!store.ok()) Die("open ledger " + options.path + ": " + store.status().ToString());

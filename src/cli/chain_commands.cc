@@ -627,7 +627,7 @@ Result<Session> OpenSession() {
     options.path = path;
     options.read_only = true;
     options.validators = session.genesis.Validators();
-    options.limits = chain::LimitsOf(session.genesis);
+    options.limits = session.genesis.Limits();
     options.genesis_digest = session.genesis.Hash();
     auto store = ledger::LedgerStore::Open(options);
     if (!store.ok()) return store.status().WithContext("opening " + path + " read-only");

@@ -9,6 +9,27 @@
 
 namespace trustmoe::net {
 
+Status SplitHostPort(const std::string& address, std::string* host, int* port) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return Status::InvalidArgument("address '" + address + "' must be host:port");
+  }
+  std::string h = address.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  int p = 0;
+  for (char c : address.substr(colon + 1)) {
+    if (c < '0' || c > '9' || p > 65535) {
+      return Status::InvalidArgument("address '" + address + "' has a bad port");
+    }
+    p = p * 10 + (c - '0');
+  }
+  if (p > 65535) return Status::InvalidArgument("address '" + address + "' has a bad port");
+  *host = h;
+  *port = p;
+  return Status::Ok();
+}
+
+
 Result<TlsMode> ParseTlsMode(std::string_view s) {
   if (s == "plaintext") return TlsMode::kPlaintext;
   if (s == "tls") return TlsMode::kTls;

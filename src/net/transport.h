@@ -37,6 +37,10 @@ struct TransportConfig {
 Status ParseTransportConfig(ConfigTable& table, TransportConfig* out);
 Result<TlsMode> ParseTlsMode(std::string_view s);
 
+// "host:port" (or "[v6]:port") split; InvalidArgument unless there is a host and the port is
+// 0..65535.
+Status SplitHostPort(const std::string& address, std::string* host, int* port);
+
 // True for 127.0.0.0/8, ::1 and "localhost" (with or without a port).
 bool IsLoopbackAddress(const std::string& host_port);
 

@@ -4,26 +4,6 @@
 
 namespace trustmoe::storage {
 
-Status SplitHostPort(const std::string& address, std::string* host, int* port) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon + 1 == address.size()) {
-    return Status::InvalidArgument("address '" + address + "' must be host:port");
-  }
-  std::string h = address.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  int p = 0;
-  for (char c : address.substr(colon + 1)) {
-    if (c < '0' || c > '9' || p > 65535) {
-      return Status::InvalidArgument("address '" + address + "' has a bad port");
-    }
-    p = p * 10 + (c - '0');
-  }
-  if (p > 65535) return Status::InvalidArgument("address '" + address + "' has a bad port");
-  *host = h;
-  *port = p;
-  return Status::Ok();
-}
-
 namespace {
 
 Status ReadLimits(ConfigTable& root, StoreConfig* config) {
@@ -85,9 +65,9 @@ Result<StoreConfig> LoadStoreConfig(const std::string& path) {
   std::string host;
   int port = 0;
   TRUSTMOE_RETURN_IF_ERROR(
-      SplitHostPort(config.http_listen, &host, &port).WithContext(http.Where("listen")));
+      net::SplitHostPort(config.http_listen, &host, &port).WithContext(http.Where("listen")));
   TRUSTMOE_RETURN_IF_ERROR(
-      SplitHostPort(config.listen, &host, &port).WithContext(root.Where("listen")));
+      net::SplitHostPort(config.listen, &host, &port).WithContext(root.Where("listen")));
 
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
   TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &config.log.level));

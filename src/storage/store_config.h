@@ -33,7 +33,5 @@ struct StoreConfig {
 // writer keys are InvalidArgument naming file and line.
 Result<StoreConfig> LoadStoreConfig(const std::string& path);
 
-// "host:port" split; InvalidArgument unless port is 0..65535.
-Status SplitHostPort(const std::string& address, std::string* host, int* port);
 
 }  // namespace trustmoe::storage

@@ -132,7 +132,7 @@ int Run(const std::string& config_path) {
   HttpServer http(&metrics, [] { return HealthReport{true, "ok"}; });
   std::string http_host;
   int http_port = 0;
-  SplitHostPort(config->http_listen, &http_host, &http_port).ok();
+  net::SplitHostPort(config->http_listen, &http_host, &http_port).ok();
   if (Status s = http.Start(http_host, http_port); !s.ok()) {
     TM_ERROR("{}", s.ToString());
     return 1;

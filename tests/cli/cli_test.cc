@@ -222,7 +222,7 @@ class LedgerCommandTest : public ::testing::Test {
     ledger::LedgerOptions opts;
     opts.path = ledger_path();
     opts.validators = genesis_.Validators();
-    opts.limits = chain::LimitsOf(genesis_);
+    opts.limits = genesis_.Limits();
     opts.genesis_digest = genesis_.Hash();
     return opts;
   }
@@ -436,7 +436,7 @@ TEST_F(LedgerCommandTest, VerifyNamesABlockWithAChangedHeader) {
     std::unique_ptr<rocksdb::DB> db(raw);
     std::string value;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), ledger::BlockKey(4), &value).ok());
-    ledger::Block block = ledger::Block::Decode(AsBytes(value), chain::LimitsOf(genesis_)).value();
+    ledger::Block block = ledger::Block::Decode(AsBytes(value), genesis_.Limits()).value();
     Bytes header = block.header.Encode();
     Bytes bytes(value.begin(), value.end());
     auto at = std::search(bytes.begin(), bytes.end(), header.begin(), header.end());

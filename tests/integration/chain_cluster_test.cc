@@ -58,7 +58,7 @@ void ExpectEqualLedgers(ValidatorCluster& c) {
     opts.path = c.data_dir(i) + "/ledger";
     opts.read_only = true;
     opts.validators = c.genesis().Validators();
-    opts.limits = {c.genesis().params.block_txs_max, c.genesis().params.tx_bytes_max};
+    opts.limits = c.genesis().Limits();
     opts.genesis_digest = c.genesis().Hash();
     auto store = ledger::LedgerStore::Open(opts);
     ASSERT_TRUE(store.ok()) << store.status().ToString();

@@ -299,7 +299,7 @@ class ClusterTest : public ::testing::Test {
     LedgerOptions opts;
     opts.path = m.dir.path();
     opts.validators = genesis_.Validators();
-    opts.limits = {genesis_.params.block_txs_max, genesis_.params.tx_bytes_max};
+    opts.limits = genesis_.Limits();
     opts.genesis_digest = genesis_.Hash();
     auto store = LedgerStore::Open(opts);
     ASSERT_TRUE(store.ok()) << store.status().ToString();

@@ -170,15 +170,15 @@ TEST_F(StoreConfigTest, MissingFileIsNotFound) {
 TEST_F(StoreConfigTest, SplitHostPort) {
   std::string host;
   int port = -1;
-  ASSERT_TRUE(SplitHostPort("127.0.0.1:7400", &host, &port).ok());
+  ASSERT_TRUE(net::SplitHostPort("127.0.0.1:7400", &host, &port).ok());
   EXPECT_EQ(host, "127.0.0.1");
   EXPECT_EQ(port, 7400);
-  ASSERT_TRUE(SplitHostPort("[::1]:0", &host, &port).ok());
+  ASSERT_TRUE(net::SplitHostPort("[::1]:0", &host, &port).ok());
   EXPECT_EQ(host, "::1");
   EXPECT_EQ(port, 0);
   for (const char* bad : {"127.0.0.1", "127.0.0.1:", "h:65536", "h:-1", "h:12a", "h:99999999999"}) {
     SCOPED_TRACE(bad);
-    EXPECT_EQ(SplitHostPort(bad, &host, &port).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(net::SplitHostPort(bad, &host, &port).code(), StatusCode::kInvalidArgument);
   }
 }
 

@@ -67,12 +67,6 @@ std::string Hex(const std::string& bytes) { return ToHex(AsBytes(bytes)); }
 
 }  // namespace
 
-ledger::BlockLimits LimitsOf(const ledger::Genesis& genesis) {
-  ledger::BlockLimits limits;
-  limits.block_txs_max = genesis.params.block_txs_max;
-  limits.tx_bytes_max = genesis.params.tx_bytes_max;
-  return limits;
-}
 
 Result<ledger::StoredBlock> VerifyBlockBytes(const ledger::Genesis& genesis, uint64_t height,
                                              ByteSpan block, ByteSpan cert,
@@ -94,7 +88,7 @@ Result<ledger::StoredBlock> VerifyBlockBytes(const ledger::Genesis& genesis, uin
       return Status::DataLoss(where + ": " + std::to_string(block.size()) +
                               " bytes, over the genesis block_bytes_max");
     }
-    auto decoded = ledger::Block::Decode(block, LimitsOf(genesis));
+    auto decoded = ledger::Block::Decode(block, genesis.Limits());
     if (!decoded.ok()) return AsReceived(decoded.status(), where + ": block bytes");
     if (decoded->header.height != height) {
       return Status::DataLoss(where + ": header says height " +

@@ -165,8 +165,6 @@ Result<VerifiedTx> VerifyTxBytes(const ledger::Genesis& genesis, ByteSpan tx, ui
 // Re-checks a VerifiedTx (e.g. one read from a file) against the genesis.
 Status VerifyTx(const ledger::Genesis& genesis, const VerifiedTx& tx);
 
-// The block limits of a genesis (for decoding untrusted blocks).
-ledger::BlockLimits LimitsOf(const ledger::Genesis& genesis);
 
 // A self-contained proof file (JSON, docs/auditor.md): chain id, genesis digest, tx id,
 // height, and the tx, proof, header and certificate encodings as hex.

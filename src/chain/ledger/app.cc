@@ -9,10 +9,6 @@ namespace trustmoe::ledger {
 
 namespace {
 
-BlockLimits LimitsOf(const Genesis& genesis) {
-  return {genesis.params.block_txs_max, genesis.params.tx_bytes_max};
-}
-
 // State held in memory, for the auditor's replay.
 class MemoryState : public StateReader {
  public:
@@ -127,7 +123,7 @@ void LedgerApp::PreverifyBlock(ByteSpan bytes) {
 }
 
 Result<Block> LedgerApp::DecodeBlock(ByteSpan bytes) const {
-  return Block::Decode(bytes, LimitsOf(genesis_));
+  return Block::Decode(bytes, genesis_.Limits());
 }
 
 Status LedgerApp::ExecuteAll(const TxContext& ctx, const std::vector<Bytes>& txs,

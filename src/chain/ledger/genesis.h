@@ -69,6 +69,8 @@ struct Genesis {
   static Result<Genesis> Load(const std::string& path);
 
   ValidatorSet Validators() const;
+  // Bounds for decoding this chain's blocks.
+  BlockLimits Limits() const { return {params.block_txs_max, params.tx_bytes_max}; }
   // The replica configuration derived from the validator set and parameters.
   pbft::Config PbftConfig() const;
   // Validator id of `key`, or -1 when it is not a validator.

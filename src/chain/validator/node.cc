@@ -43,8 +43,7 @@ Result<std::unique_ptr<Node>> Node::Create(NodeOptions options) {
   ledger::LedgerOptions ledger_options;
   ledger_options.path = node->options_.data_dir + "/ledger";
   ledger_options.validators = node->genesis_.Validators();
-  ledger_options.limits.block_txs_max = node->pbft_config_.block_txs_max;
-  ledger_options.limits.tx_bytes_max = node->pbft_config_.tx_bytes_max;
+  ledger_options.limits = node->genesis_.Limits();
   ledger_options.genesis_digest = node->genesis_digest_;
   TRUSTMOE_ASSIGN_OR_RETURN(node->store_, ledger::LedgerStore::Open(ledger_options));
   TRUSTMOE_ASSIGN_OR_RETURN(

@@ -91,7 +91,7 @@ Status Validator::Init(ledger::Genesis genesis, crypto::PrivateKey key) {
 
   std::string http_host;
   int http_port = 0;
-  TRUSTMOE_RETURN_IF_ERROR(SplitHostPort(config_.http_listen, &http_host, &http_port));
+  TRUSTMOE_RETURN_IF_ERROR(net::SplitHostPort(config_.http_listen, &http_host, &http_port));
   TRUSTMOE_RETURN_IF_ERROR(http_.Start(http_host, http_port));
   TM_INFO("validator {} of chain '{}' serving on port {} (http {}), height {}, view {}",
           node_->id(), genesis.chain_id, grpc_port_, http_.port(), node_->store().Head().height,

@@ -63,7 +63,5 @@ Result<ValidatorConfig> LoadValidatorConfig(const std::string& path);
 // As LoadValidatorConfig, from text; `source_name` stands for the file name in messages.
 Result<ValidatorConfig> ParseValidatorConfig(std::string_view text, std::string source_name);
 
-// "host:port" split; InvalidArgument unless port is 0..65535.
-Status SplitHostPort(const std::string& address, std::string* host, int* port);
 
 }  // namespace trustmoe::validator
