@@ -106,7 +106,13 @@ Bytes LedgerApp::ProposeBlock(const pbft::BlockContext& ctx, const std::vector<B
     block.txs.push_back(tx);
   }
   h.tx_root = TxRoot(block.txs);
+  RememberWrites(head, block.Hash(), state);
   return block.Encode();
+}
+
+void LedgerApp::RememberWrites(const LedgerHead& head, const Digest& digest,
+                               const StateOverlay& state) {
+  checked_ = CheckedWrites{head.height, head.state_root, digest, state.writes()};
 }
 
 void LedgerApp::PreverifyTx(ByteSpan bytes) {
@@ -157,7 +163,9 @@ Status LedgerApp::ValidateBlock(const pbft::BlockContext& ctx, ByteSpan bytes) {
   }
   TxContext tctx{&genesis_, h.height, h.time_unix_ms, h.proposer};
   StateOverlay state(static_cast<const StateReader*>(store_));
-  return ExecuteAll(tctx, block.txs, &state);
+  TRUSTMOE_RETURN_IF_ERROR(ExecuteAll(tctx, block.txs, &state));
+  RememberWrites(store_->Head(), block.Hash(), state);
+  return Status::Ok();
 }
 
 Status LedgerApp::CheckCommittedBlock(uint64_t seq, ByteSpan bytes) {
@@ -203,18 +211,24 @@ pbft::Digest LedgerApp::ExecuteBlock(const pbft::CommittedBlock& committed) {
     auto block = DecodeBlock(committed.block);
     TRUSTMOE_CHECK(block.ok());
     const BlockHeader& h = block.value().header;
-    TxContext tctx{&genesis_, h.height, h.time_unix_ms, h.proposer};
-    StateOverlay overlay(static_cast<const StateReader*>(store_));
-    for (size_t i = 0; i < block.value().txs.size(); ++i) {
-      // A quorum validated the block, so every transaction executes; a failure here means
-      // non-determinism, and the transaction is left without effect on every honest replica.
-      Status s = ExecuteTx(tctx, registry_, block.value().txs[i], &overlay, &signatures_);
-      if (!s.ok()) {
-        TM_ERROR("block {}: committed transaction {} does not execute: {}", h.height, i,
-                 s.ToString());
+    if (checked_ && checked_->head_height == head.height &&
+        checked_->head_state_root == head.state_root && checked_->block_digest == committed.digest) {
+      state.writes = std::move(checked_->writes);  // executed when proposed or validated
+    } else {
+      TxContext tctx{&genesis_, h.height, h.time_unix_ms, h.proposer};
+      StateOverlay overlay(static_cast<const StateReader*>(store_));
+      for (size_t i = 0; i < block.value().txs.size(); ++i) {
+        // A quorum validated the block, so every transaction executes; a failure here means
+        // non-determinism, and the transaction is left without effect on every honest replica.
+        Status s = ExecuteTx(tctx, registry_, block.value().txs[i], &overlay, &signatures_);
+        if (!s.ok()) {
+          TM_ERROR("block {}: committed transaction {} does not execute: {}", h.height, i,
+                   s.ToString());
+        }
       }
+      state.writes = overlay.writes();
     }
-    state.writes = overlay.writes();
+    checked_.reset();
     state.root = ComputeStateRoot(head.state_root, committed.seq, state.writes);
   }
   Status s = store_->Append(committed.block, committed.cert, &state);

@@ -15,7 +15,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "chain/ledger/genesis.h"
@@ -61,6 +64,19 @@ class LedgerApp : public pbft::Application {
   Result<Block> DecodeBlock(ByteSpan block) const;
   // Time of the head block (0 when the head is genesis or a null block before any block).
   int64_t head_time_ms_ = 0;
+
+  // The state writes of the last block this replica proposed or validated, kept for its
+  // execution: a block that commits is executed on the same head it was checked on (one block
+  // in flight), so its writes are known already. Keyed by the head (height and state root) and
+  // the block digest; anything else is executed afresh.
+  struct CheckedWrites {
+    uint64_t head_height = 0;
+    Digest head_state_root{};
+    Digest block_digest{};
+    std::map<std::string, std::optional<Bytes>> writes;
+  };
+  void RememberWrites(const LedgerHead& head, const Digest& digest, const StateOverlay& state);
+  std::optional<CheckedWrites> checked_;
 
   LedgerStore* store_;
   Genesis genesis_;
