@@ -257,14 +257,26 @@ int64_t Replica::PendingSince() const {
   return std::max(since, view_entered_ms_);
 }
 
+// A backup accuses the primary when something is pending and nothing has been executed for
+// Timeout() (the primary is silent or slow), or when the oldest pending transaction has waited
+// kCensorshipTimeouts x Timeout() although blocks commit (a primary that leaves it out). Under
+// overload a transaction may wait several blocks for its turn; counting from the last progress
+// keeps that from looking like a failed primary.
+int64_t Replica::AccuseAt() const {
+  const int64_t since = PendingSince();
+  if (since == kNever) return kNever;
+  return std::min(std::max(since, last_progress_ms_) + Timeout(),
+                  since + kCensorshipTimeouts * Timeout());
+}
+
 int64_t Replica::NextDeadline() const {
   int64_t deadline = next_status_ms_;
   if (fetch_active_) deadline = std::min(deadline, fetch_deadline_ms_);
   if (!view_active_) {
     if (new_view_deadline_ms_ != 0) deadline = std::min(deadline, new_view_deadline_ms_);
   } else {
-    int64_t since = PendingSince();
-    if (since != kNever) deadline = std::min(deadline, since + Timeout());
+    int64_t at = AccuseAt();
+    if (at != kNever) deadline = std::min(deadline, at);
   }
   return deadline;
 }
@@ -276,8 +288,8 @@ void Replica::CheckViewTimers() {
     }
     return;
   }
-  int64_t since = PendingSince();
-  if (since == kNever || now_ms_ < since + Timeout()) return;
+  int64_t at = AccuseAt();
+  if (at == kNever || now_ms_ < at) return;
   // Before accusing the primary, drop transactions that are no longer valid: a primary leaves
   // those out of its blocks and backups would otherwise wait for them forever.
   std::vector<TxId> invalid;
@@ -285,8 +297,8 @@ void Replica::CheckViewTimers() {
     if (app_->IsTxCommitted(id) || !app_->CheckTx(entry.tx).ok()) invalid.push_back(id);
   }
   for (const TxId& id : invalid) RemoveFromPool(id);
-  since = PendingSince();
-  if (since != kNever && now_ms_ >= since + Timeout()) StartViewChange(view_ + 1);
+  at = AccuseAt();
+  if (at != kNever && now_ms_ >= at) StartViewChange(view_ + 1);
 }
 
 // ---- Pool.
@@ -494,6 +506,7 @@ void Replica::ExecuteCommitted(CommittedBlock block, bool via_state_transfer) {
   }
   Digest state = app_->ExecuteBlock(block);
   last_executed_ = block.seq;
+  last_progress_ms_ = now_ms_;
   last_block_digest_ = block.digest;
   last_state_digest_ = state;
   for (const TxId& id : ids) RemoveFromPool(id);

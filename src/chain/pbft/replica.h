@@ -167,6 +167,7 @@ class Replica {
   int64_t Timeout() const;
   int64_t NextDeadline() const;
   int64_t PendingSince() const;
+  int64_t AccuseAt() const;
   void CheckViewTimers();
   Status AddToPool(Bytes tx, bool relay);
   void RemoveFromPool(const TxId& id);
@@ -241,6 +242,8 @@ class Replica {
   uint64_t view_ = 0;
   bool view_active_ = true;
   int64_t view_entered_ms_ = 0;
+  int64_t last_progress_ms_ = 0;  // when a block was last executed
+  static constexpr int64_t kCensorshipTimeouts = 4;
   uint32_t view_change_streak_ = 0;                // view changes since the last progress
   int64_t new_view_deadline_ms_ = 0;               // 0: timer not running
   uint64_t max_assigned_ = 0;                      // highest seq with a pre-prepare in this view
