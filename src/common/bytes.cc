@@ -2,6 +2,24 @@
 
 namespace trustmoe {
 
+std::string QuoteForMessage(std::string_view raw, size_t max_bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (size_t i = 0; i < raw.size() && i < max_bytes; ++i) {
+    auto c = static_cast<uint8_t>(raw[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kDigits[c >> 4];
+      out += kDigits[c & 0xf];
+    }
+  }
+  if (raw.size() > max_bytes) out += "...";
+  out += "\"";
+  return out;
+}
+
 std::string ToHex(ByteSpan data) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(data.size() * 2, '0');

@@ -21,6 +21,14 @@ inline ByteSpan AsBytes(std::string_view s) {
 // Lower-case hex of `data`.
 std::string ToHex(ByteSpan data);
 
+// Untrusted bytes made printable for an error message: in double quotes, printable ASCII kept,
+// everything else (and quote and backslash) as \xNN, cut after `max_bytes` with "...".
+std::string QuoteForMessage(std::string_view raw, size_t max_bytes = 64);
+inline std::string QuoteForMessage(ByteSpan raw, size_t max_bytes = 64) {
+  return QuoteForMessage(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()),
+                         max_bytes);
+}
+
 // Decodes hex (either case). InvalidArgument on odd length or a non-hex character.
 Result<Bytes> FromHex(std::string_view hex);
 

@@ -10,7 +10,6 @@ namespace trustmoe::crypto {
 namespace {
 
 // Longest domain tag quoted back in an error message.
-constexpr size_t kQuotedTagBytesMax = 64;
 
 void PutBigEndian(Bytes* out, uint64_t v, int width) {
   for (int shift = 8 * (width - 1); shift >= 0; shift -= 8) {
@@ -22,25 +21,6 @@ uint64_t GetBigEndian(ByteSpan data, size_t pos, int width) {
   uint64_t v = 0;
   for (int i = 0; i < width; ++i) v = v << 8 | data[pos + i];
   return v;
-}
-
-// Printable form of untrusted bytes for an error message.
-std::string Quote(ByteSpan raw) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (size_t i = 0; i < raw.size() && i < kQuotedTagBytesMax; ++i) {
-    uint8_t c = raw[i];
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kDigits[c >> 4];
-      out += kDigits[c & 0xf];
-    }
-  }
-  if (raw.size() > kQuotedTagBytesMax) out += "...";
-  out += "\"";
-  return out;
 }
 
 }  // namespace
@@ -109,7 +89,7 @@ Status CanonicalReader::ExpectDomain(std::string_view domain) {
   ByteSpan expected = AsBytes(domain);
   if (!std::equal(found.begin(), found.end(), expected.begin(), expected.end())) {
     return Status::InvalidArgument("wrong domain tag: expected \"" + std::string(domain) +
-                                   "\", found " + Quote(found));
+                                   "\", found " + QuoteForMessage(found));
   }
   pos_ += len;
   return Status::Ok();

@@ -19,30 +19,10 @@ constexpr uint64_t kLengthBytes = 8;
 constexpr size_t kRankMax = 4;
 // Top-level object (0), tensor entry or metadata (1), shape or offsets array (2).
 constexpr int kJsonNestingMax = 3;
-constexpr size_t kQuotedBytesMax = 64;
 constexpr std::string_view kMetadataKey = "__metadata__";
 
-// Printable form of an untrusted name for an error message.
-std::string Quote(std::string_view raw) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (size_t i = 0; i < raw.size() && i < kQuotedBytesMax; ++i) {
-    auto c = static_cast<uint8_t>(raw[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kDigits[c >> 4];
-      out += kDigits[c & 0xf];
-    }
-  }
-  if (raw.size() > kQuotedBytesMax) out += "...";
-  out += "\"";
-  return out;
-}
-
 Status TensorError(std::string_view name, std::string_view problem) {
-  return Status::InvalidArgument("safetensors: tensor " + Quote(name) + ": " +
+  return Status::InvalidArgument("safetensors: tensor " + QuoteForMessage(name) + ": " +
                                  std::string(problem));
 }
 
@@ -133,8 +113,8 @@ Result<json> ParseHeaderJson(std::string_view header) {
   if (!parsed.is_object())
     return Status::InvalidArgument("safetensors: header is not a JSON object");
   if (scan.has_duplicate) {
-    return Status::InvalidArgument("safetensors: duplicate key " + Quote(scan.duplicate_key) +
-                                   " in the header");
+    return Status::InvalidArgument("safetensors: duplicate key " +
+                                   QuoteForMessage(scan.duplicate_key) + " in the header");
   }
   if (scan.too_deep) return Status::InvalidArgument("safetensors: header JSON nested too deep");
   return parsed;
@@ -147,7 +127,7 @@ Result<Metadata> ParseMetadata(const json& value) {
   Metadata metadata;
   for (const auto& [key, entry] : value.items()) {
     if (!entry.is_string()) {
-      return Status::InvalidArgument("safetensors: __metadata__ value of " + Quote(key) +
+      return Status::InvalidArgument("safetensors: __metadata__ value of " + QuoteForMessage(key) +
                                      " is not a string");
     }
     metadata.emplace(key, entry.get<std::string>());
@@ -197,7 +177,7 @@ Result<TensorInfo> ParseTensor(const std::string& name, const json& entry, uint6
   if (!entry.is_object()) return TensorError(name, "entry is not a JSON object");
   for (const auto& [key, unused] : entry.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      return TensorError(name, "unknown key " + Quote(key));
+      return TensorError(name, "unknown key " + QuoteForMessage(key));
     }
   }
   for (const char* key : {"dtype", "shape", "data_offsets"}) {
@@ -247,8 +227,8 @@ Status CheckTiling(const std::vector<TensorInfo>& tensors, uint64_t data_bytes) 
   const TensorInfo* previous = nullptr;
   for (const TensorInfo* t : by_offset) {
     if (t->begin < covered) {
-      return TensorError(t->name, "overlaps tensor " + Quote(previous->name) + " (begins at " +
-                                      std::to_string(t->begin) + ", before " +
+      return TensorError(t->name, "overlaps tensor " + QuoteForMessage(previous->name) +
+                                      " (begins at " + std::to_string(t->begin) + ", before " +
                                       std::to_string(covered) + ")");
     }
     if (t->begin > covered) {
@@ -297,7 +277,7 @@ Result<DType> ParseDType(std::string_view name) {
   for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) {
     if (name == DTypeName(d)) return d;
   }
-  return Status::InvalidArgument("unknown dtype " + Quote(name) + " (F32, F16 or BF16)");
+  return Status::InvalidArgument("unknown dtype " + QuoteForMessage(name) + " (F32, F16 or BF16)");
 }
 
 const TensorInfo* SafetensorsFile::Find(std::string_view name) const {
@@ -363,7 +343,8 @@ Result<Bytes> WriteSafetensors(const Metadata& metadata, std::vector<TensorData>
             [](const TensorData& a, const TensorData& b) { return a.name < b.name; });
   for (const auto& [key, value] : metadata) {
     if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
-      return Status::InvalidArgument("safetensors: metadata " + Quote(key) + " is not UTF-8");
+      return Status::InvalidArgument("safetensors: metadata " + QuoteForMessage(key) +
+                                     " is not UTF-8");
     }
   }
   std::string header = "{";

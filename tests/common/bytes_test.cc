@@ -34,5 +34,13 @@ TEST(HexTest, RejectsOddLengthAndBadDigits) {
 
 TEST(HexTest, AsBytesViewsString) { EXPECT_EQ(ToHex(AsBytes("hi")), "6869"); }
 
+TEST(QuoteForMessageTest, KeepsPrintableAsciiAndEscapesTheRest) {
+  EXPECT_EQ(QuoteForMessage(std::string_view("w1")), "\"w1\"");
+  EXPECT_EQ(QuoteForMessage(std::string_view("a\"b\\c\n\xff", 7)), "\"a\\x22b\\x5cc\\x0a\\xff\"");
+  EXPECT_EQ(QuoteForMessage(std::string(100, 'x'), 4), "\"xxxx...\"");
+  Bytes raw = {0x00, 0x41};
+  EXPECT_EQ(QuoteForMessage(ByteSpan(raw)), "\"\\x00A\"");
+}
+
 }  // namespace
 }  // namespace trustmoe
