@@ -23,7 +23,10 @@
 #include "chain/ledger/tx.h"
 #include "cli/cli.h"
 #include "common/files.h"
+#include "crypto/cid.h"
 #include "crypto/ed25519.h"
+#include "edge/expert_format.h"
+#include "edge/safetensors.h"
 
 namespace trustmoe::cli {
 namespace {
@@ -1199,6 +1202,53 @@ Status ExpertPublish() {
   return SubmitBody(ledger::TxType::kPublishExpert, body.Encode());
 }
 
+std::string& ExpertCheckPath() {
+  static std::string path;
+  return path;
+}
+
+// Validates an expert file offline: the strict safetensors parser and the expert format
+// (docs/formats/expert.md); prints its architecture, size and CID.
+Status ExpertCheck() {
+  const std::string& path = ExpertCheckPath();
+  constexpr uint64_t kExpertFileBytesMax = 8ull << 30;
+  auto bytes = ReadFile(path, kExpertFileBytesMax);
+  if (!bytes.ok()) return bytes.status().WithContext("expert file " + path);
+  auto file = edge::ParseSafetensors(AsBytes(*bytes));
+  if (!file.ok()) return file.status().WithContext(path);
+  auto spec = edge::ValidateExpert(*file);
+  if (!spec.ok()) return spec.status().WithContext(path);
+  uint64_t params = 0;
+  for (const edge::TensorInfo& t : file->tensors()) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    params += n;
+  }
+  const std::string cid = crypto::ComputeCid(AsBytes(*bytes)).ToString();
+  if (Flags().json) {
+    ordered_json j;
+    j["file"] = path;
+    j["ok"] = true;
+    j["arch"] = spec->arch;
+    j["d_model"] = spec->d_model;
+    j["d_ff"] = spec->d_ff;
+    j["dtype"] = std::string(edge::DTypeName(spec->dtype));
+    j["parameters"] = params;
+    j["bytes"] = bytes->size();
+    j["cid"] = cid;
+    PrintJson(j);
+  } else {
+    std::printf("expert OK  %s\n", path.c_str());
+    std::printf("arch       %s, d_model %lld, d_ff %lld, %s\n", spec->arch.c_str(),
+                static_cast<long long>(spec->d_model), static_cast<long long>(spec->d_ff),
+                std::string(edge::DTypeName(spec->dtype)).c_str());
+    std::printf("parameters %llu (%s)\n", static_cast<unsigned long long>(params),
+                HumanBytes(bytes->size()).c_str());
+    std::printf("cid        %s\n", cid.c_str());
+  }
+  return Status::Ok();
+}
+
 Status ModelPublish() {
   PublishArgs& a = Publish();
   TRUSTMOE_RETURN_IF_ERROR(CheckCid(a.cid, "--cid"));
@@ -1462,7 +1512,7 @@ void AddNodeCommands(CLI::App& app, Action* run) {
 }
 
 void AddExpertCommands(CLI::App& app, Action* run) {
-  auto* expert = app.add_subcommand("expert", "Publish experts on the chain");
+  auto* expert = app.add_subcommand("expert", "Check expert files and publish experts on the chain");
   expert->require_subcommand(1);
   expert->fallthrough();
   AddConnectionOptions(expert, false);
@@ -1474,6 +1524,10 @@ void AddExpertCommands(CLI::App& app, Action* run) {
   publish->add_option("--arch", a.arch, "Architecture, e.g. swiglu")->required();
   publish->add_option("--size", a.size, "Size of the expert file in bytes")->required();
   Bind(publish, run, ExpertPublish);
+  auto* check = expert->add_subcommand(
+      "check", "Validate an expert file offline (safetensors layout, architecture, shapes)");
+  check->add_option("FILE", ExpertCheckPath(), "Expert file (.safetensors)")->required();
+  Bind(check, run, ExpertCheck);
 }
 
 void AddModelCommands(CLI::App& app, Action* run) {

@@ -19,6 +19,8 @@
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
 #include "common/files.h"
+#include "edge/expert_format.h"
+#include "edge/safetensors.h"
 #include "tests/ledger/ledger_fixture.h"
 #include "tests/storage/store_process.h"
 
@@ -625,6 +627,55 @@ TEST_F(LedgerCommandTest, ReplayMatchesTheLedgerStateRoots) {
   EXPECT_EQ(chain::VerifyBlockBytes(genesis_, 1, junk, good, {}).status().code(),
             StatusCode::kDataLoss);
   EXPECT_FALSE(chain::VerifyBlockBytes(genesis_, 1, *raw_block, junk, {}).ok());
+}
+
+// ---- expert check ----
+
+TEST(ExpertCheckCommandTest, AcceptsAValidExpertAndNamesWhatIsWrongWithOthers) {
+  TempDir dir;
+  const int64_t d_model = 8, d_ff = 16;
+  std::vector<float> w1(d_ff * d_model, 0.5f), w3(d_ff * d_model, 0.25f), w2(d_model * d_ff, 1.0f);
+  auto span = [](const std::vector<float>& v) {
+    return ByteSpan(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+  };
+  edge::ExpertSpec spec{std::string(edge::kArchSwiglu), d_model, d_ff, edge::DType::kF32};
+  auto bytes = edge::WriteSafetensors(
+      edge::ExpertMetadata(spec),
+      {{"w1", edge::DType::kF32, {d_ff, d_model}, span(w1)},
+       {"w3", edge::DType::kF32, {d_ff, d_model}, span(w3)},
+       {"w2", edge::DType::kF32, {d_model, d_ff}, span(w2)}});
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  const std::string good = dir.Sub("expert.safetensors");
+  WriteFileOrDie(good, *bytes);
+
+  ProcessResult r = RunProcess({CliBinary(), "expert", "check", good}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("swiglu, d_model 8, d_ff 16, F32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(crypto::ComputeCid(*bytes).ToString()), std::string::npos) << r.out;
+  r = RunProcess({CliBinary(), "expert", "check", good, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parameters"], 3 * d_model * d_ff);
+  EXPECT_EQ(j["arch"], "swiglu");
+
+  // Truncated, one tensor missing, and not a safetensors file at all.
+  Bytes truncated(bytes->begin(), bytes->end() - 4);
+  WriteFileOrDie(dir.Sub("truncated.safetensors"), truncated);
+  auto two = edge::WriteSafetensors(edge::ExpertMetadata(spec),
+                                    {{"w1", edge::DType::kF32, {d_ff, d_model}, span(w1)},
+                                     {"w2", edge::DType::kF32, {d_model, d_ff}, span(w2)}});
+  ASSERT_TRUE(two.ok());
+  WriteFileOrDie(dir.Sub("missing.safetensors"), *two);
+  WriteFileOrDie(dir.Sub("text.safetensors"), std::string("not a tensor file"));
+  for (const auto& [file, fragment] :
+       std::vector<std::pair<std::string, std::string>>{{"truncated.safetensors", "safetensors"},
+                                                        {"missing.safetensors", "w3"},
+                                                        {"text.safetensors", "safetensors"},
+                                                        {"absent.safetensors", "NOT_FOUND"}}) {
+    r = RunProcess({CliBinary(), "expert", "check", dir.Sub(file)}, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << file;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << file << ": " << r.err;
+  }
 }
 
 }  // namespace
