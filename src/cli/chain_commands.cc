@@ -15,10 +15,10 @@
 #include <sstream>
 
 #include "chain/client/chain_client.h"
-#include "chain/client/chain_replay.h"
 #include "chain/ledger/app.h"
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
+#include "chain/ledger/replay.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
 #include "cli/cli.h"
@@ -925,7 +925,7 @@ VerifyReport VerifyOnline(Session& session) {
     return report;
   }
   report.head = *head;
-  chain::ChainReplay replay(session.genesis, ledger::TxRegistry::Default(), replay_state);
+  ledger::ChainReplay replay(session.genesis, ledger::TxRegistry::Default(), replay_state);
   for (uint64_t h = 1; h <= report.head; ++h) {
     auto block = session.source->Block(h);
     Status s = block.ok() ? replay.Apply(*block) : block.status();

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "chain/client/chain_client.h"
-#include "chain/client/chain_replay.h"
 #include "chain/ledger/app.h"
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
+#include "chain/ledger/replay.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
 #include "common/files.h"
@@ -588,7 +588,7 @@ TEST_F(LedgerCommandTest, ReplayMatchesTheLedgerStateRoots) {
   opts.read_only = true;
   auto store = ledger::LedgerStore::Open(opts);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  chain::ChainReplay replay(genesis_, ledger::TxRegistry::Default());
+  ledger::ChainReplay replay(genesis_, ledger::TxRegistry::Default());
   for (uint64_t h = 1; h <= kHead; ++h) {
     auto raw_block = (*store)->RawBlock(h);
     auto raw_cert = (*store)->RawCert(h);
@@ -604,7 +604,7 @@ TEST_F(LedgerCommandTest, ReplayMatchesTheLedgerStateRoots) {
   auto again = (*store)->GetBlock(2);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(replay.Apply(*again).code(), StatusCode::kDataLoss);
-  chain::ChainReplay fresh(genesis_, ledger::TxRegistry::Default());
+  ledger::ChainReplay fresh(genesis_, ledger::TxRegistry::Default());
   auto b1 = (*store)->GetBlock(1);
   ASSERT_TRUE(b1.ok());
   b1->block->header.prev_hash[0] ^= 1;

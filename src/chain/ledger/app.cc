@@ -2,46 +2,11 @@
 
 #include <set>
 
+#include "chain/ledger/replay.h"
 #include "common/check.h"
 #include "common/log.h"
 
 namespace trustmoe::ledger {
-
-namespace {
-
-// State held in memory, for the auditor's replay.
-class MemoryState : public StateReader {
- public:
-  Result<std::optional<Bytes>> Get(const std::string& key) const override {
-    auto it = map_.find(key);
-    if (it == map_.end()) return std::optional<Bytes>();
-    return std::optional<Bytes>(it->second);
-  }
-  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string& prefix,
-                                                          const std::string& start_after,
-                                                          size_t limit) const override {
-    std::vector<std::pair<std::string, Bytes>> out;
-    for (auto it = map_.upper_bound(std::max(start_after, prefix));
-         it != map_.end() && out.size() < limit && it->first.starts_with(prefix); ++it) {
-      out.push_back(*it);
-    }
-    return out;
-  }
-  void Apply(const std::map<std::string, std::optional<Bytes>>& writes) {
-    for (const auto& [key, value] : writes) {
-      if (value.has_value()) {
-        map_[key] = *value;
-      } else {
-        map_.erase(key);
-      }
-    }
-  }
-
- private:
-  std::map<std::string, Bytes> map_;
-};
-
-}  // namespace
 
 LedgerApp::LedgerApp(LedgerStore* store, Genesis genesis, TxRegistry registry)
     : store_(store),
@@ -59,8 +24,9 @@ Result<std::unique_ptr<LedgerApp>> LedgerApp::Create(LedgerStore* store, const G
   std::unique_ptr<LedgerApp> app(new LedgerApp(store, genesis, std::move(registry)));
   if (!store->StateInitialized()) {
     if (store->Head().height != 0) {
-      return Status::FailedPrecondition("the ledger has blocks but no state; was it written by "
-                                        "another program?");
+      return Status::FailedPrecondition(
+          "the ledger has blocks but no state; was it written by "
+          "another program?");
     }
     StateCommit initial;
     initial.writes = GenesisWrites(genesis);
@@ -150,12 +116,12 @@ Status LedgerApp::ExecuteAll(const TxContext& ctx, const std::vector<Bytes>& txs
 Status LedgerApp::ValidateBlock(const pbft::BlockContext& ctx, ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(Block block, DecodeBlock(bytes));
   const BlockHeader& h = block.header;
-  TRUSTMOE_RETURN_IF_ERROR(CheckCommittedBlock(ctx.seq, bytes));
+  TRUSTMOE_RETURN_IF_ERROR(CheckLink(ctx.seq, block));
   if (h.view != ctx.view || h.proposer != ctx.proposer) {
-    return Status::InvalidArgument("block names view " + std::to_string(h.view) +
-                                   " and proposer " + std::to_string(h.proposer) +
-                                   ", expected view " + std::to_string(ctx.view) +
-                                   " and proposer " + std::to_string(ctx.proposer));
+    return Status::InvalidArgument("block names view " + std::to_string(h.view) + " and proposer " +
+                                   std::to_string(h.proposer) + ", expected view " +
+                                   std::to_string(ctx.view) + " and proposer " +
+                                   std::to_string(ctx.proposer));
   }
   if (h.time_unix_ms > ctx.now_ms + genesis_.params.max_clock_skew_ms) {
     return Status::InvalidArgument("block time is " + std::to_string(h.time_unix_ms - ctx.now_ms) +
@@ -170,6 +136,10 @@ Status LedgerApp::ValidateBlock(const pbft::BlockContext& ctx, ByteSpan bytes) {
 
 Status LedgerApp::CheckCommittedBlock(uint64_t seq, ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(Block block, DecodeBlock(bytes));
+  return CheckLink(seq, block);
+}
+
+Status LedgerApp::CheckLink(uint64_t seq, const Block& block) const {
   const BlockHeader& h = block.header;
   LedgerHead head = store_->Head();
   if (h.height != seq || seq != head.height + 1) {
@@ -212,7 +182,8 @@ pbft::Digest LedgerApp::ExecuteBlock(const pbft::CommittedBlock& committed) {
     TRUSTMOE_CHECK(block.ok());
     const BlockHeader& h = block.value().header;
     if (checked_ && checked_->head_height == head.height &&
-        checked_->head_state_root == head.state_root && checked_->block_digest == committed.digest) {
+        checked_->head_state_root == head.state_root &&
+        checked_->block_digest == committed.digest) {
       state.writes = std::move(checked_->writes);  // executed when proposed or validated
     } else {
       TxContext tctx{&genesis_, h.height, h.time_unix_ms, h.proposer};
@@ -258,33 +229,16 @@ ChainCheck VerifyChainAndState(const LedgerStore& store, const Genesis& genesis,
   if (store.options().genesis_digest != genesis.Hash()) {
     return fail(0, "the ledger's genesis digest is not this genesis file's");
   }
-  MemoryState memory;
-  auto writes = GenesisWrites(genesis);
-  Digest root = ComputeStateRoot(genesis.Hash(), 0, writes);
-  memory.Apply(writes);
+  ChainReplay replay(genesis, registry);
   const uint64_t head = store.Head().height;
   for (uint64_t height = 1; height <= head; ++height) {
     auto stored = store.GetBlock(height);
     if (!stored.ok()) return fail(height, stored.status().message());
-    if (!stored.value().block.has_value()) continue;  // null block: state unchanged
-    const Block& block = *stored.value().block;
-    if (block.header.state_root != root) {
-      return fail(height, "state root in the header does not match the replayed state");
-    }
-    TxContext ctx{&genesis, height, block.header.time_unix_ms, block.header.proposer};
-    StateOverlay overlay(static_cast<const StateReader*>(&memory));
-    for (size_t i = 0; i < block.txs.size(); ++i) {
-      Status s = ExecuteTx(ctx, registry, block.txs[i], &overlay);
-      if (!s.ok()) {
-        return fail(height, "transaction " + std::to_string(i) + " does not execute: " +
-                                s.ToString());
-      }
-    }
-    root = ComputeStateRoot(root, height, overlay.writes());
-    memory.Apply(overlay.writes());
+    Status applied = replay.Apply(*stored);
+    if (!applied.ok()) return fail(height, applied.message());
   }
   auto stored_root = store.StateRootAt(head);
-  if (stored_root.ok() && stored_root.value() != root) {
+  if (stored_root.ok() && stored_root.value() != replay.state_root()) {
     return fail(head, "the stored state root differs from the replayed state");
   }
   return out;

@@ -62,6 +62,8 @@ class LedgerApp : public pbft::Application {
   // Executes `txs` on the committed state; the first failure is returned with its index.
   Status ExecuteAll(const TxContext& ctx, const std::vector<Bytes>& txs, StateOverlay* state);
   Result<Block> DecodeBlock(ByteSpan block) const;
+  // Structure and link of a decoded block `seq` to the head (CheckCommittedBlock's rules).
+  Status CheckLink(uint64_t seq, const Block& block) const;
   // Time of the head block (0 when the head is genesis or a null block before any block).
   int64_t head_time_ms_ = 0;
 

@@ -18,11 +18,6 @@ constexpr std::string_view kExpertDomain = "trustmoe/state/expert/v1";
 constexpr std::string_view kModelDomain = "trustmoe/state/model/v1";
 constexpr uint32_t kArchBytesMax = 64;
 
-Result<crypto::PublicKey> ReadKey(CanonicalReader* r) {
-  TRUSTMOE_ASSIGN_OR_RETURN(Bytes raw, r->Blob(32));
-  return crypto::PublicKey::FromBytes(raw);
-}
-
 template <typename T>
 Result<T> Corrupt(const Status& s, std::string_view what) {
   return Status::DataLoss("stored " + std::string(what) + " is corrupt: " + s.message());
@@ -124,7 +119,7 @@ Result<NodeRecord> NodeRecord::Decode(ByteSpan bytes) {
   CanonicalReader r(bytes);
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectDomain(kNodeDomain));
   NodeRecord out;
-  TRUSTMOE_ASSIGN_OR_RETURN(out.key, ReadKey(&r));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.key, ReadPublicKey(&r));
   TRUSTMOE_ASSIGN_OR_RETURN(uint8_t role, r.U8());
   if (role < 1 || role > 5) return Status::InvalidArgument("unknown role");
   out.role = static_cast<NodeRole>(role);
@@ -168,7 +163,7 @@ Result<ExpertRecord> ExpertRecord::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.name, r.Str(kNameBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.arch, r.Str(kArchBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.size, r.U64());
-  TRUSTMOE_ASSIGN_OR_RETURN(out.publisher, ReadKey(&r));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.publisher, ReadPublicKey(&r));
   TRUSTMOE_ASSIGN_OR_RETURN(out.height, r.U64());
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;
@@ -186,7 +181,7 @@ Result<ModelRecord> ModelRecord::Decode(ByteSpan bytes) {
   ModelRecord out;
   TRUSTMOE_ASSIGN_OR_RETURN(out.manifest_cid, r.Str(kCidBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.name, r.Str(kNameBytesMax));
-  TRUSTMOE_ASSIGN_OR_RETURN(out.publisher, ReadKey(&r));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.publisher, ReadPublicKey(&r));
   TRUSTMOE_ASSIGN_OR_RETURN(out.height, r.U64());
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;

@@ -18,12 +18,12 @@ constexpr std::string_view kPublishExpertDomain = "trustmoe/tx/publish-expert/v1
 constexpr std::string_view kPublishModelDomain = "trustmoe/tx/publish-model/v1";
 constexpr uint32_t kArchBytesMax = 64;
 
-Result<crypto::PublicKey> ReadKey(CanonicalReader* r) {
+}  // namespace
+
+Result<crypto::PublicKey> ReadPublicKey(CanonicalReader* r) {
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes raw, r->Blob(32));
   return crypto::PublicKey::FromBytes(raw);
 }
-
-}  // namespace
 
 std::string_view TxTypeName(uint8_t type) {
   switch (static_cast<TxType>(type)) {
@@ -53,7 +53,7 @@ Result<Tx> Tx::Decode(ByteSpan bytes, uint32_t tx_bytes_max) {
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectDomain(kTxDomain).WithContext("transaction"));
   Tx tx;
   TRUSTMOE_ASSIGN_OR_RETURN(tx.type, r.U8());
-  auto signer = ReadKey(&r);
+  auto signer = ReadPublicKey(&r);
   if (!signer.ok()) return signer.status().WithContext("transaction signer");
   tx.signer = signer.value();
   TRUSTMOE_ASSIGN_OR_RETURN(tx.nonce, r.U64());
@@ -133,7 +133,7 @@ Result<RegisterNode> RegisterNode::Decode(ByteSpan body) {
   CanonicalReader r(body);
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectDomain(kRegisterNodeDomain));
   RegisterNode out;
-  TRUSTMOE_ASSIGN_OR_RETURN(out.key, ReadKey(&r));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.key, ReadPublicKey(&r));
   TRUSTMOE_ASSIGN_OR_RETURN(uint8_t role, r.U8());
   if (role < 1 || role > 5) {
     return Status::InvalidArgument("register-node: unknown role " + std::to_string(role));

@@ -22,6 +22,7 @@
 #include "chain/pbft/messages.h"
 #include "common/bytes.h"
 #include "common/status.h"
+#include "crypto/canonical.h"
 #include "crypto/ed25519.h"
 
 namespace trustmoe::ledger {
@@ -63,6 +64,10 @@ struct Tx {
   Status VerifySignature(std::string_view chain_id) const;
   pbft::TxId Id() const { return pbft::ComputeTxId(Encode()); }
 };
+
+// Reads a 32-byte Ed25519 public key written as bytes (the encoding of every key in
+// transactions and state records).
+Result<crypto::PublicKey> ReadPublicKey(crypto::CanonicalReader* r);
 
 // Builds and signs a transaction.
 Tx MakeTx(std::string_view chain_id, TxType type, const crypto::PrivateKey& signer,

@@ -1,6 +1,6 @@
-#include "chain/client/chain_replay.h"
+#include "chain/ledger/replay.h"
 
-namespace trustmoe::chain {
+namespace trustmoe::ledger {
 
 Result<std::optional<Bytes>> MemoryState::Get(const std::string& key) const {
   auto it = entries_.find(key);
@@ -31,16 +31,15 @@ void MemoryState::Apply(const std::map<std::string, std::optional<Bytes>>& write
   }
 }
 
-ChainReplay::ChainReplay(const ledger::Genesis& genesis, ledger::TxRegistry registry,
-                         bool replay_state)
+ChainReplay::ChainReplay(const Genesis& genesis, TxRegistry registry, bool replay_state)
     : genesis_(genesis), registry_(std::move(registry)), replay_state_(replay_state) {
   prev_digest_ = genesis_.Hash();
-  auto writes = ledger::GenesisWrites(genesis_);
-  state_root_ = ledger::ComputeStateRoot(prev_digest_, 0, writes);
+  auto writes = GenesisWrites(genesis_);
+  state_root_ = ComputeStateRoot(prev_digest_, 0, writes);
   state_.Apply(writes);
 }
 
-Status ChainReplay::Apply(const ledger::StoredBlock& stored) {
+Status ChainReplay::Apply(const StoredBlock& stored) {
   const std::string where = "block " + std::to_string(stored.height);
   if (stored.height != next_height_) {
     return Status::DataLoss(where + " arrived where block " + std::to_string(next_height_) +
@@ -51,7 +50,7 @@ Status ChainReplay::Apply(const ledger::StoredBlock& stored) {
     ++next_height_;
     return Status::Ok();
   }
-  const ledger::BlockHeader& header = stored.block->header;
+  const BlockHeader& header = stored.block->header;
   if (header.prev_hash != prev_digest_) {
     return Status::DataLoss(where + ": prev_hash " + crypto::DigestHex(header.prev_hash) +
                             " does not name the block before (" + crypto::DigestHex(prev_digest_) +
@@ -63,21 +62,21 @@ Status ChainReplay::Apply(const ledger::StoredBlock& stored) {
           where + ": header state root " + crypto::DigestHex(header.state_root) +
           " differs from the replayed state root " + crypto::DigestHex(state_root_));
     }
-    ledger::TxContext ctx;
+    TxContext ctx;
     ctx.genesis = &genesis_;
     ctx.height = header.height;
     ctx.time_unix_ms = header.time_unix_ms;
     ctx.proposer = header.proposer;
-    ledger::StateOverlay overlay(&state_);
+    StateOverlay overlay(&state_);
     for (size_t i = 0; i < stored.block->txs.size(); ++i) {
-      Status executed = ledger::ExecuteTx(ctx, registry_, stored.block->txs[i], &overlay);
+      Status executed = ExecuteTx(ctx, registry_, stored.block->txs[i], &overlay);
       if (!executed.ok()) {
         return Status::DataLoss(where + ": transaction " + std::to_string(i) + " (" +
                                 crypto::DigestHex(pbft::ComputeTxId(stored.block->txs[i])) +
                                 ") does not execute: " + executed.message());
       }
     }
-    state_root_ = ledger::ComputeStateRoot(state_root_, header.height, overlay.writes());
+    state_root_ = ComputeStateRoot(state_root_, header.height, overlay.writes());
     state_.Apply(overlay.writes());
   }
   prev_digest_ = stored.digest;
@@ -85,4 +84,4 @@ Status ChainReplay::Apply(const ledger::StoredBlock& stored) {
   return Status::Ok();
 }
 
-}  // namespace trustmoe::chain
+}  // namespace trustmoe::ledger
