@@ -1,0 +1,1 @@
+#include "edge/edge_config.h"
