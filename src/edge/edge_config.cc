@@ -1,1 +1,251 @@
 #include "edge/edge_config.h"
+
+#include <filesystem>
+
+#include "common/config.h"
+
+namespace trustmoe::edge {
+
+namespace {
+
+constexpr int64_t kHourMs = 3600 * 1000;
+
+// "runtime.device": keys are named as ConfigTable names them in its own messages.
+std::string KeyName(std::string_view section, std::string_view key) {
+  if (section.empty()) return std::string(key);
+  return std::string(section) + "." + std::string(key);
+}
+
+// "file:line: 'section.key'", the start of every message about a value.
+std::string At(const ConfigTable& table, std::string_view section, std::string_view key) {
+  return table.Where(key) + ": '" + KeyName(section, key) + "'";
+}
+
+// InvalidArgument "file:line: 'section.key' must be between min and max, got v" unless
+// min <= value <= max; the value is left as it was when the key is absent.
+template <typename T>
+Status GetBounded(ConfigTable& table, std::string_view section, std::string_view key, T min, T max,
+                  T* out) {
+  TRUSTMOE_RETURN_IF_ERROR(table.Get(key, out));
+  if (*out < min || *out > max) {
+    return Status::InvalidArgument(At(table, section, key) + " must be between " +
+                                   std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                                   std::to_string(*out));
+  }
+  return Status::Ok();
+}
+
+// Where an address is used: bound (port 0 picks a free port) or dialed.
+enum class AddressUse { kBind, kDial };
+
+Status CheckAddress(const ConfigTable& table, std::string_view section, std::string_view key,
+                    const std::string& address, AddressUse use) {
+  std::string host;
+  int port = 0;
+  TRUSTMOE_RETURN_IF_ERROR(
+      net::SplitHostPort(address, &host, &port).WithContext(At(table, section, key)));
+  if (use == AddressUse::kDial && port == 0) {
+    return Status::InvalidArgument(At(table, section, key) + ": '" + address +
+                                   "' has port 0, which cannot be dialed");
+  }
+  return Status::Ok();
+}
+
+// Plaintext gRPC is for loopback only (net/transport.h); refused here with file and line
+// rather than when the daemon binds or dials.
+Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
+                                std::string_view key, const std::string& address, net::TlsMode mode,
+                                AddressUse use) {
+  if (mode != net::TlsMode::kPlaintext || net::IsLoopbackAddress(address)) return Status::Ok();
+  return Status::InvalidArgument(At(table, section, key) + ": plaintext gRPC " +
+                                 (use == AddressUse::kBind ? "on" : "to") + " non-loopback " +
+                                 address + ": set [tls] mode = \"tls\" or \"mtls\"");
+}
+
+Status ReadTopLevel(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("identity_key", &c->identity_key));
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("data_dir", &c->data_dir));
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("genesis", &c->genesis));
+  for (const char* key : {"identity_key", "data_dir", "genesis"}) {
+    std::string value;
+    TRUSTMOE_RETURN_IF_ERROR(root.Get(key, &value));
+    if (value.empty()) return Status::InvalidArgument(At(root, "", key) + " must not be empty");
+  }
+  TRUSTMOE_RETURN_IF_ERROR(root.Get("port_file", &c->port_file));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(root, "", "drain_timeout_ms", 0, 600000, &c->drain_timeout_ms));
+  TRUSTMOE_RETURN_IF_ERROR(root.Get("listen", &c->listen));
+  TRUSTMOE_RETURN_IF_ERROR(CheckAddress(root, "", "listen", c->listen, AddressUse::kBind));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable http, root.Table("http"));
+  TRUSTMOE_RETURN_IF_ERROR(http.Get("listen", &c->http_listen));
+  return CheckAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
+}
+
+Status ReadLog(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &c->log.level));
+  if (auto level = ParseLogLevel(c->log.level); !level.ok()) {
+    return level.status().WithContext(log.Where("level"));
+  }
+  std::string format = "text";
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
+  auto parsed = ParseLogFormat(format);
+  if (!parsed.ok()) return parsed.status().WithContext(log.Where("format"));
+  c->log.format = *parsed;
+  return Status::Ok();
+}
+
+Status ReadStoreAndChain(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
+  TRUSTMOE_RETURN_IF_ERROR(store.Require("endpoints", &c->store_endpoints));
+  if (c->store_endpoints.empty()) {
+    return Status::InvalidArgument(At(store, "store", "endpoints") +
+                                   " must name at least one trustmoe-store \"host:port\"");
+  }
+  for (const std::string& endpoint : c->store_endpoints) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
+  TRUSTMOE_RETURN_IF_ERROR(chain.Get("validators", &c->chain_validators));
+  for (const std::string& endpoint : c->chain_validators) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
+  }
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(chain, "chain", "registration_check_ms", 100,
+                                               kHourMs, &c->registration_check_ms));
+  return GetBounded<int64_t>(chain, "chain", "submit_timeout_ms", 1, kHourMs,
+                             &c->submit_timeout_ms);
+}
+
+Status ReadRuntime(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable runtime, root.Table("runtime"));
+  TRUSTMOE_RETURN_IF_ERROR(runtime.Get("device", &c->device));
+  auto device = ParseDevice(c->device);
+  if (!device.ok()) return device.status().WithContext(At(runtime, "runtime", "device"));
+  c->device = *device;
+  // Resolved against the device once the whole file is read (CheckCombinations).
+  c->dtype = "auto";
+  TRUSTMOE_RETURN_IF_ERROR(runtime.Get("dtype", &c->dtype));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(runtime, "runtime", "gpu_memory_bytes_max",
+                                                1ull << 20, 16ull << 40, &c->gpu_memory_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(runtime, "runtime", "batch_rows_max", 1, 1u << 20, &c->batch_rows_max));
+  return GetBounded<int64_t>(runtime, "runtime", "batch_wait_us", 0, 100000, &c->batch_wait_us);
+}
+
+Status ReadLimits(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable limits, root.Table("limits"));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint32_t>(limits, "limits", "rows_per_request_max", 1,
+                                                1u << 20, &c->rows_per_request_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint32_t>(limits, "limits", "concurrent_requests_max", 1,
+                                                65536, &c->concurrent_requests_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(limits, "limits", "tensor_bytes_max", 1ull << 10,
+                                                4ull << 30, &c->tensor_bytes_max));
+
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable cache, root.Table("cache"));
+  TRUSTMOE_RETURN_IF_ERROR(cache.Get("dir", &c->cache_dir));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(cache, "cache", "bytes_max", 1ull << 20, 1ull << 50,
+                                                &c->cache_bytes_max));
+
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable outbox, root.Table("outbox"));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(outbox, "outbox", "retry_min_ms", 1, kHourMs, &c->outbox_retry_min_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(outbox, "outbox", "retry_max_ms", 1, kHourMs, &c->outbox_retry_max_ms));
+  return GetBounded<uint32_t>(outbox, "outbox", "entries_max", 1, 1u << 30, &c->outbox_entries_max);
+}
+
+// Checks that involve more than one key. They run after CheckNoUnknownKeys, so a misspelt key
+// is reported as such rather than as the combination its default made.
+Status CheckCombinations(ConfigTable& root, EdgeConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable runtime, root.Table("runtime"));
+  auto dtype = ResolveDtype(c->dtype, c->device);
+  if (!dtype.ok()) return dtype.status().WithContext(At(runtime, "runtime", "dtype"));
+  c->dtype = *dtype;
+
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable outbox, root.Table("outbox"));
+  if (c->outbox_retry_min_ms > c->outbox_retry_max_ms) {
+    return Status::InvalidArgument(At(outbox, "outbox", "retry_min_ms") +
+                                   " is above 'outbox.retry_max_ms'");
+  }
+
+  const net::TlsMode mode = c->transport.mode;
+  TRUSTMOE_RETURN_IF_ERROR(
+      CheckLoopbackIfPlaintext(root, "", "listen", c->listen, mode, AddressUse::kBind));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
+  for (const std::string& endpoint : c->store_endpoints) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
+  for (const std::string& endpoint : c->chain_validators) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
+  }
+  return Status::Ok();
+}
+
+Result<EdgeConfig> Read(ConfigTable root) {
+  EdgeConfig config;
+  TRUSTMOE_RETURN_IF_ERROR(ReadTopLevel(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadLog(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadStoreAndChain(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadRuntime(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
+  TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
+  TRUSTMOE_RETURN_IF_ERROR(root.CheckNoUnknownKeys());
+  TRUSTMOE_RETURN_IF_ERROR(CheckCombinations(root, &config));
+  if (config.cache_dir.empty()) {
+    config.cache_dir = (std::filesystem::path(config.data_dir) / "cache").string();
+  }
+  return config;
+}
+
+}  // namespace
+
+Result<std::string> ParseDevice(std::string_view device) {
+  if (device == "cpu") return std::string("cpu");
+  if (device == "cuda") return std::string("cuda:0");
+  constexpr std::string_view kCuda = "cuda:";
+  const auto bad = [&] {
+    return Status::InvalidArgument("device must be \"cpu\", \"cuda\" or \"cuda:N\" with N in 0.." +
+                                   std::to_string(kCudaDevicesMax - 1) + ", got \"" +
+                                   std::string(device) + "\"");
+  };
+  if (!device.starts_with(kCuda)) return bad();
+  const std::string_view digits = device.substr(kCuda.size());
+  if (digits.empty() || digits.size() > 2) return bad();
+  int index = 0;
+  for (char digit : digits) {
+    if (digit < '0' || digit > '9') return bad();
+    index = index * 10 + (digit - '0');
+  }
+  if (index >= kCudaDevicesMax) return bad();
+  return "cuda:" + std::to_string(index);
+}
+
+Result<std::string> ResolveDtype(std::string_view dtype, std::string_view device) {
+  const bool cuda = device.starts_with("cuda");
+  if (dtype == "auto") return std::string(cuda ? "bf16" : "f32");
+  if (dtype == "f32" || dtype == "bf16") return std::string(dtype);
+  if (dtype == "f16") {
+    if (cuda) return std::string(dtype);
+    return Status::InvalidArgument("dtype f16 is not supported on cpu: use f32 or bf16");
+  }
+  return Status::InvalidArgument("dtype must be \"auto\", \"f32\", \"bf16\" or \"f16\", got \"" +
+                                 std::string(dtype) + "\"");
+}
+
+Result<EdgeConfig> LoadEdgeConfig(const std::string& path) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable root, ConfigTable::LoadFile(path));
+  return Read(std::move(root));
+}
+
+Result<EdgeConfig> ParseEdgeConfig(std::string_view text, std::string source_name) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable root, ConfigTable::Parse(text, std::move(source_name)));
+  return Read(std::move(root));
+}
+
+}  // namespace trustmoe::edge
