@@ -1512,7 +1512,8 @@ void AddNodeCommands(CLI::App& app, Action* run) {
 }
 
 void AddExpertCommands(CLI::App& app, Action* run) {
-  auto* expert = app.add_subcommand("expert", "Check expert files and publish experts on the chain");
+  auto* expert = app.add_subcommand(
+      "expert", "Make, check and run expert files; publish experts on the chain");
   expert->require_subcommand(1);
   expert->fallthrough();
   AddConnectionOptions(expert, false);
@@ -1528,6 +1529,7 @@ void AddExpertCommands(CLI::App& app, Action* run) {
       "check", "Validate an expert file offline (safetensors layout, architecture, shapes)");
   check->add_option("FILE", ExpertCheckPath(), "Expert file (.safetensors)")->required();
   Bind(check, run, ExpertCheck);
+  AddExpertFileCommands(expert, run);
 }
 
 void AddModelCommands(CLI::App& app, Action* run) {

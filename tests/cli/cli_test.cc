@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -676,6 +677,70 @@ TEST(ExpertCheckCommandTest, AcceptsAValidExpertAndNamesWhatIsWrongWithOthers) {
     EXPECT_EQ(r.exit_code, 1) << file;
     EXPECT_NE(r.err.find(fragment), std::string::npos) << file << ": " << r.err;
   }
+}
+
+
+// ---- expert new | input | run ----
+
+TEST(ExpertFileCommandsTest, NewInputAndRunRoundTrip) {
+  TempDir dir;
+  const std::string e = dir.Sub("e.safetensors"), x = dir.Sub("x.safetensors"),
+                    y = dir.Sub("y.safetensors");
+  ProcessResult r = RunProcess({CliBinary(), "expert", "new", "--arch", "swiglu", "--d-model",
+                                "32", "--d-ff", "64", "--seed", "3", "-o", e},
+                               dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto first = ReadFile(e, 1 << 20);
+  ASSERT_TRUE(first.ok());
+  EXPECT_NE(r.out.find(crypto::ComputeCid(AsBytes(*first)).ToString()), std::string::npos);
+  // Same seed, same bytes.
+  r = RunProcess({CliBinary(), "expert", "new", "--arch", "swiglu", "--d-model", "32", "--d-ff",
+                  "64", "--seed", "3", "-o", dir.Sub("e2.safetensors")},
+                 dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(*ReadFile(dir.Sub("e2.safetensors"), 1 << 20), *first);
+
+  r = RunProcess({CliBinary(), "expert", "input", "--rows", "5", "--d-model", "32", "-o", x},
+                 dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunProcess({CliBinary(), "expert", "run", e, "--input", x, "-o", y}, dir.path());
+#if defined(TRUSTMOE_HAVE_TORCH)
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("5 rows"), std::string::npos) << r.out;
+  auto out = ReadFile(y, 1 << 20);
+  ASSERT_TRUE(out.ok());
+  auto parsed = edge::ParseSafetensors(AsBytes(*out));
+  ASSERT_TRUE(parsed.ok());
+  auto spec = edge::ValidateActivations(*parsed, 32, 5);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->rows, 5);
+
+  // Width mismatch, an expert file as input, a bad device: clear errors, no output file.
+  r = RunProcess({CliBinary(), "expert", "input", "--rows", "2", "--d-model", "31", "-o",
+                  dir.Sub("x31.safetensors")},
+                 dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const auto& [args, fragment] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--input", dir.Sub("x31.safetensors")}, "expected [rows, 32]"},
+           {{"--input", e}, "trustmoe-activations/v1"},
+           {{"--input", x, "--device", "tpu"}, "expected cpu, cuda or cuda:N"},
+           {{"--input", x, "--compute-dtype", "f16"}, "f16 is not supported on the CPU"}}) {
+    std::vector<std::string> cmd{CliBinary(), "expert", "run", e, "-o", dir.Sub("bad.safetensors")};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    r = RunProcess(cmd, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << fragment;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("bad.safetensors")));
+#else
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("without libtorch"), std::string::npos) << r.err;
+#endif
+  r = RunProcess({CliBinary(), "expert", "new", "--arch", "relu", "--d-model", "4", "--d-ff", "4",
+                  "-o", dir.Sub("bad.safetensors")},
+                 dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("gelu_mlp or swiglu"), std::string::npos) << r.err;
 }
 
 }  // namespace
