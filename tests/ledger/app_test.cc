@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "chain/ledger/app.h"
+#include "chain/ledger/result.h"
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/state.h"
@@ -254,6 +255,52 @@ TEST_F(ExecuteTest, PublishingNeedsAResearcherOrGateAndIsOncePerCid) {
   Tx model = MakeTx(kChain, TxType::kPublishModel, researcher, 3,
                     PublishModel{cid, "fmnist-moe"}.Encode());
   EXPECT_TRUE(Run(model).ok());
+}
+
+TEST_F(ExecuteTest, ExpertResultsAreRecordedPendingForRegisteredEdgesOnly) {
+  crypto::PrivateKey edge = KeyFromByte(20), researcher = KeyFromByte(22), stranger = KeyFromByte(24);
+  ASSERT_TRUE(Run(Register(admin_, edge, NodeRole::kEdge, 1)).ok());
+  ASSERT_TRUE(Run(Register(admin_, researcher, NodeRole::kResearcher, 2)).ok());
+  auto cid = [](char c) { return "sha256-tree:" + std::string(64, c); };
+  ExpertResultBody body{CallKind::kForward, "job-1", 3, cid('a'), cid('b'), "", cid('c'), 16};
+  auto result = [&](const crypto::PrivateKey& k, uint64_t nonce, const ExpertResultBody& b) {
+    return MakeTx(kChain, TxType::kExpertResult, k, nonce, b.Encode());
+  };
+  EXPECT_EQ(Run(result(stranger, 1, body)).code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(Run(result(researcher, 1, body)).code(), StatusCode::kPermissionDenied);
+  ASSERT_TRUE(Run(result(edge, 77, body)).ok());
+  EXPECT_EQ(Run(result(edge, 77, body)).code(), StatusCode::kAlreadyExists);  // replayed nonce
+  auto record = ResultRecord::Decode(state_.map.at(ResultKey(edge.public_key(), 77)));
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(record->body, body);
+  EXPECT_EQ(record->edge, edge.public_key());
+  EXPECT_EQ(record->status, ResultStatus::kPending);
+
+  // Malformed bodies: never recorded.
+  ExpertResultBody bad = body;
+  bad.job = "";
+  EXPECT_EQ(Run(result(edge, 80, bad)).code(), StatusCode::kInvalidArgument);
+  bad = body;
+  bad.output_cid = "sha256-tree:xyz";
+  EXPECT_EQ(Run(result(edge, 81, bad)).code(), StatusCode::kInvalidArgument);
+  bad = body;
+  bad.grad_output_cid = cid('d');  // forward with a grad_output
+  EXPECT_EQ(Run(result(edge, 82, bad)).code(), StatusCode::kInvalidArgument);
+  bad = body;
+  bad.kind = CallKind::kBackward;  // backward without one
+  EXPECT_EQ(Run(result(edge, 83, bad)).code(), StatusCode::kInvalidArgument);
+  bad = body;
+  bad.rows = 0;
+  EXPECT_EQ(Run(result(edge, 84, bad)).code(), StatusCode::kInvalidArgument);
+  Bytes truncated = body.Encode();
+  truncated.pop_back();
+  EXPECT_EQ(Run(MakeTx(kChain, TxType::kExpertResult, edge, 85, truncated)).code(),
+            StatusCode::kInvalidArgument);
+  for (uint64_t n = 80; n <= 85; ++n) EXPECT_FALSE(state_.map.count(ResultKey(edge.public_key(), n)));
+  ExpertResultBody backward = body;
+  backward.kind = CallKind::kBackward;
+  backward.grad_output_cid = cid('d');
+  EXPECT_TRUE(Run(result(edge, 86, backward)).ok());
 }
 
 TEST_F(ExecuteTest, BlacklistedSignersAreRefused) {

@@ -1,5 +1,7 @@
 #include "chain/ledger/state.h"
 
+#include "chain/ledger/result.h"
+
 #include <cstdio>
 
 #include "common/bytes.h"
@@ -234,6 +236,7 @@ TxRegistry TxRegistry::Default() {
   r.Register(static_cast<uint8_t>(TxType::kPublishExpert),
              std::make_shared<PublishExpertHandler>());
   r.Register(static_cast<uint8_t>(TxType::kPublishModel), std::make_shared<PublishModelHandler>());
+  r.Register(static_cast<uint8_t>(TxType::kExpertResult), MakeExpertResultHandler());
   return r;
 }
 

@@ -1,0 +1,134 @@
+#include "chain/ledger/result.h"
+
+#include <cstdio>
+
+#include "crypto/canonical.h"
+
+namespace trustmoe::ledger {
+namespace {
+
+constexpr std::string_view kExpertResultDomain = "trustmoe/tx/expert-result/v1";
+constexpr std::string_view kResultRecordDomain = "trustmoe/state/result/v1";
+constexpr uint32_t kReasonBytesMax = 512;
+
+class ExpertResultHandler : public TxHandler {
+ public:
+  std::string_view name() const override { return "expert-result"; }
+  Status Execute(const TxContext& ctx, const Tx& tx, StateOverlay* state) const override {
+    TRUSTMOE_ASSIGN_OR_RETURN(auto node, state->GetNode(tx.signer));
+    if (!node.has_value() || node->role != NodeRole::kEdge) {
+      return Status::PermissionDenied("expert-result: signer " + tx.signer.Hex().substr(0, 16) +
+                                      "... is not a registered edge");
+    }
+    TRUSTMOE_ASSIGN_OR_RETURN(ExpertResultBody body, ExpertResultBody::Decode(tx.body));
+    ResultRecord record{tx.signer, tx.nonce, std::move(body), ctx.height, ResultStatus::kPending,
+                        ""};
+    state->Put(ResultKey(tx.signer, tx.nonce), record.Encode());
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+std::string_view CallKindName(CallKind kind) {
+  return kind == CallKind::kForward ? "forward" : "backward";
+}
+
+std::string_view ResultStatusName(ResultStatus status) {
+  switch (status) {
+    case ResultStatus::kPending:
+      return "pending";
+    case ResultStatus::kAccepted:
+      return "accepted";
+    case ResultStatus::kRejected:
+      return "rejected";
+  }
+  return "unknown";
+}
+
+Bytes ExpertResultBody::Encode() const {
+  crypto::CanonicalWriter w(kExpertResultDomain);
+  w.U8(static_cast<uint8_t>(kind))
+      .Str(job)
+      .U64(step)
+      .Str(expert_cid)
+      .Str(input_cid)
+      .Str(grad_output_cid)
+      .Str(output_cid)
+      .U64(rows);
+  return w.Take();
+}
+
+Result<ExpertResultBody> ExpertResultBody::Decode(ByteSpan bytes) {
+  crypto::CanonicalReader r(bytes);
+  TRUSTMOE_RETURN_IF_ERROR(r.ExpectDomain(kExpertResultDomain));
+  ExpertResultBody out;
+  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t kind, r.U8());
+  if (kind != static_cast<uint8_t>(CallKind::kForward) &&
+      kind != static_cast<uint8_t>(CallKind::kBackward)) {
+    return Status::InvalidArgument("expert-result: unknown call kind " + std::to_string(kind));
+  }
+  out.kind = static_cast<CallKind>(kind);
+  TRUSTMOE_ASSIGN_OR_RETURN(out.job, r.Str(kJobBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.step, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(out.expert_cid, r.Str(kCidBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.input_cid, r.Str(kCidBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.grad_output_cid, r.Str(kCidBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.output_cid, r.Str(kCidBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.rows, r.U64());
+  TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
+  if (out.job.empty()) return Status::InvalidArgument("expert-result: empty job");
+  TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.expert_cid).WithContext("expert-result expert"));
+  TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.input_cid).WithContext("expert-result input"));
+  TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.output_cid).WithContext("expert-result output"));
+  if (out.kind == CallKind::kBackward) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckCidSyntax(out.grad_output_cid).WithContext("expert-result grad_output"));
+  } else if (!out.grad_output_cid.empty()) {
+    return Status::InvalidArgument("expert-result: a forward call has no grad_output");
+  }
+  if (out.rows == 0) return Status::InvalidArgument("expert-result: zero rows");
+  return out;
+}
+
+Bytes ResultRecord::Encode() const {
+  crypto::CanonicalWriter w(kResultRecordDomain);
+  w.Blob(edge.bytes())
+      .U64(nonce)
+      .Blob(body.Encode())
+      .U64(height)
+      .U8(static_cast<uint8_t>(status))
+      .Str(reason);
+  return w.Take();
+}
+
+Result<ResultRecord> ResultRecord::Decode(ByteSpan bytes) {
+  crypto::CanonicalReader r(bytes);
+  TRUSTMOE_RETURN_IF_ERROR(r.ExpectDomain(kResultRecordDomain));
+  ResultRecord out;
+  TRUSTMOE_ASSIGN_OR_RETURN(out.edge, ReadPublicKey(&r));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.nonce, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes body, r.Blob(4096));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.body, ExpertResultBody::Decode(body));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.height, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t status, r.U8());
+  if (status > static_cast<uint8_t>(ResultStatus::kRejected)) {
+    return Status::DataLoss("result record: unknown status " + std::to_string(status));
+  }
+  out.status = static_cast<ResultStatus>(status);
+  TRUSTMOE_ASSIGN_OR_RETURN(out.reason, r.Str(kReasonBytesMax));
+  TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
+  return out;
+}
+
+std::string ResultKey(const crypto::PublicKey& edge, uint64_t nonce) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(nonce));
+  return "result/" + edge.Hex() + "/" + buf;
+}
+
+std::shared_ptr<const TxHandler> MakeExpertResultHandler() {
+  return std::make_shared<ExpertResultHandler>();
+}
+
+}  // namespace trustmoe::ledger

@@ -1,0 +1,70 @@
+// Expert results on the ledger (docs/formats/expert-result.md).
+//
+// An edge commits each expert call as an ExpertResult transaction that it signs itself: the
+// transaction envelope carries the edge's key (edge id), the nonce and the signature over the
+// chain id and the body, so the signed transaction IS the commitment the edge hands the gate.
+// The chain records it as PENDING under result/<edge key hex>/<nonce hex>; the validators'
+// verdicts (ACCEPTED / REJECTED) come later.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "chain/ledger/state.h"
+#include "chain/ledger/tx.h"
+#include "common/bytes.h"
+#include "common/status.h"
+
+namespace trustmoe::ledger {
+
+inline constexpr uint32_t kJobBytesMax = 128;
+
+enum class CallKind : uint8_t { kForward = 1, kBackward = 2 };
+std::string_view CallKindName(CallKind kind);  // "forward", "backward"
+
+// canonical("trustmoe/tx/expert-result/v1", u8 kind, str job, u64 step, str expert_cid,
+//           str input_cid, str grad_output_cid, str output_cid, u64 rows)
+// The CIDs name the exact activations files (docs/formats/expert.md) that the edge uploads to
+// the store: input x, for backward the output gradient, and the edge's output (y, or for
+// backward grad_input). grad_output_cid is empty for forward calls.
+struct ExpertResultBody {
+  CallKind kind = CallKind::kForward;
+  std::string job;
+  uint64_t step = 0;
+  std::string expert_cid;
+  std::string input_cid;
+  std::string grad_output_cid;
+  std::string output_cid;
+  uint64_t rows = 0;
+
+  Bytes Encode() const;
+  // InvalidArgument unless the kind is known, the job is 1..kJobBytesMax bytes, every CID is
+  // well-formed (grad_output_cid present exactly for backward) and rows >= 1.
+  static Result<ExpertResultBody> Decode(ByteSpan body);
+  bool operator==(const ExpertResultBody&) const = default;
+};
+
+enum class ResultStatus : uint8_t { kPending = 0, kAccepted = 1, kRejected = 2 };
+std::string_view ResultStatusName(ResultStatus status);  // "pending", "accepted", "rejected"
+
+// canonical("trustmoe/state/result/v1", bytes edge, u64 nonce, bytes body, u64 height,
+//           u8 status, str reason)
+struct ResultRecord {
+  crypto::PublicKey edge;
+  uint64_t nonce = 0;
+  ExpertResultBody body;
+  uint64_t height = 0;  // the block that ordered it
+  ResultStatus status = ResultStatus::kPending;
+  std::string reason;  // why REJECTED
+
+  Bytes Encode() const;
+  static Result<ResultRecord> Decode(ByteSpan bytes);
+};
+
+std::string ResultKey(const crypto::PublicKey& edge, uint64_t nonce);
+
+// The handler of TxType::kExpertResult: the signer must be a registered edge (the generic
+// checks already refused a blacklisted signer or a used nonce); records the result PENDING.
+std::shared_ptr<const TxHandler> MakeExpertResultHandler();
+
+}  // namespace trustmoe::ledger
