@@ -107,16 +107,19 @@ Result<ExpertWeights> LoadExpertWeights(const SafetensorsFile& file, const Exper
       TRUSTMOE_CHECK(info != nullptr);  // ValidateExpert ran
       return CopyOut(file, *info).to(device, dtype).contiguous();
     };
-    w.w1 = load("w1");
     w.w2 = load("w2");
     if (spec.arch == kArchGeluMlp) {
+      w.w1 = load("w1");
       w.b1 = load("b1");
       w.b2 = load("b2");
     } else {
-      w.w3 = load("w3");
-      w.w13 = torch::cat({w.w1, w.w3}, 0);
+      // Straight into the stacked matrix, so no second copy of w1 and w3 is ever on the device.
+      w.w13 = torch::empty({2 * spec.d_ff, spec.d_model},
+                           torch::TensorOptions().device(device).dtype(dtype));
       w.w1 = w.w13.narrow(0, 0, spec.d_ff);
       w.w3 = w.w13.narrow(0, spec.d_ff, spec.d_ff);
+      w.w1.copy_(CopyOut(file, *file.Find("w1")));
+      w.w3.copy_(CopyOut(file, *file.Find("w3")));
     }
     return w;
   } catch (const std::exception& e) {

@@ -552,6 +552,56 @@ Result<std::vector<ledger::ModelRecord>> ChainClient::ListModels(const std::stri
       });
 }
 
+Result<ScanPage> ChainClient::ScanState(const std::string& prefix, const std::string& start_after,
+                                         uint32_t limit) {
+  if (limit == 0 || limit > kListLimitMax) {
+    return Status::InvalidArgument("scan limit must be 1 to " + std::to_string(kListLimitMax));
+  }
+  return WithFailover<ScanPage>(Retry::kReads, [&](Endpoint& endpoint) -> Result<ScanPage> {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, options_.rpc_timeout_ms);
+    v1::ScanStateRequest request;
+    request.set_prefix(prefix);
+    request.set_start_after(start_after);
+    request.set_limit(limit);
+    v1::ScanStateResponse response;
+    grpc::Status status = endpoint.stub->ScanState(&ctx, request, &response);
+    if (!status.ok()) return net::FromGrpcStatus(status);
+    if (static_cast<uint32_t>(response.entries_size()) > limit) {
+      return Status::DataLoss("answered more state entries than asked for");
+    }
+    ScanPage page;
+    page.height = response.height();
+    for (const v1::StateEntry& e : response.entries()) {
+      if (e.key().compare(0, prefix.size(), prefix) != 0) {
+        return Status::DataLoss("answered a state key outside the prefix");
+      }
+      page.entries.emplace_back(e.key(), Bytes(e.value().begin(), e.value().end()));
+    }
+    return page;
+  });
+}
+
+Result<std::optional<NodeEntry>> ChainClient::GetNode(const crypto::PublicKey& key) {
+  const std::string node_key = ledger::NodeKey(key);
+  TRUSTMOE_ASSIGN_OR_RETURN(ScanPage node, ScanState(node_key, "", 1));
+  if (node.entries.empty() || node.entries[0].first != node_key) {
+    return std::optional<NodeEntry>();
+  }
+  NodeEntry entry;
+  auto record = ledger::NodeRecord::Decode(node.entries[0].second);
+  if (!record.ok()) return record.status().WithContext("node record from a validator");
+  entry.record = *record;
+  const std::string rep_key = ledger::ReputationKey(key);
+  TRUSTMOE_ASSIGN_OR_RETURN(ScanPage rep, ScanState(rep_key, "", 1));
+  if (!rep.entries.empty() && rep.entries[0].first == rep_key) {
+    auto reputation = ledger::Reputation::Decode(rep.entries[0].second);
+    if (!reputation.ok()) return reputation.status().WithContext("reputation from a validator");
+    entry.reputation = *reputation;
+  }
+  return std::optional<NodeEntry>(std::move(entry));
+}
+
 Result<ledger::Genesis> ChainClient::GetGenesis() {
   return WithFailover<ledger::Genesis>(
       Retry::kReads, [&](Endpoint& endpoint) -> Result<ledger::Genesis> {

@@ -71,6 +71,12 @@ struct NodeEntry {
   ledger::Reputation reputation;
 };
 
+// One page of ScanState: state entries as a validator reports them.
+struct ScanPage {
+  std::vector<std::pair<std::string, Bytes>> entries;
+  uint64_t height = 0;  // the head the scan read
+};
+
 // Called with each verified block of WatchBlocks, in height order; return false to stop.
 using BlockCallback = std::function<bool(const ledger::StoredBlock&)>;
 
@@ -119,6 +125,12 @@ class ChainClient {
 
   // The genesis of the answering validator; FailedPrecondition when it differs from ours.
   Result<ledger::Genesis> GetGenesis();
+  // Raw state under `prefix` (reported, not proven), at most `limit` (1..1000) entries.
+  Result<ScanPage> ScanState(const std::string& prefix, const std::string& start_after,
+                             uint32_t limit);
+  // The registry entry and reputation of `key` as a validator reports them; nullopt when the
+  // key is not registered.
+  Result<std::optional<NodeEntry>> GetNode(const crypto::PublicKey& key);
 
   // Streams verified blocks from `from_height` (at least 1) on, each linked to the one
   // before, and then each new block as it commits, until `callback` returns false (OK) or no
