@@ -1,0 +1,444 @@
+#include "edge/edge_node.h"
+
+#include <chrono>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "crypto/cid.h"
+#include "edge/numeric.h"
+
+namespace trustmoe::edge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The chain refused the transaction for good: retrying cannot help.
+bool IsFinalRefusal(const Status& s) {
+  return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kPermissionDenied ||
+         s.code() == StatusCode::kUnauthenticated;
+}
+
+}  // namespace
+
+std::string_view StandingName(Standing standing) {
+  switch (standing) {
+    case Standing::kUnknown:
+      return "unknown";
+    case Standing::kRegistered:
+      return "registered";
+    case Standing::kNotRegistered:
+      return "not registered";
+    case Standing::kWrongRole:
+      return "wrong role";
+    case Standing::kBlacklisted:
+      return "blacklisted";
+  }
+  return "unknown";
+}
+
+Result<EdgeNode::Parts> EdgeNode::Build(const EdgeConfig& config,
+                                        std::unique_ptr<ExpertRuntime> runtime) {
+  Parts parts;
+  parts.config = config;
+  auto key = crypto::PrivateKey::LoadPem(config.identity_key);
+  if (!key.ok()) return key.status().WithContext("identity_key " + config.identity_key);
+  parts.key = *key;
+  auto genesis_text = ReadFile(config.genesis, 1 << 20);
+  if (!genesis_text.ok()) return genesis_text.status().WithContext("genesis");
+  auto genesis = ledger::Genesis::FromJson(*genesis_text);
+  if (!genesis.ok()) return genesis.status().WithContext("genesis " + config.genesis);
+  parts.genesis = *genesis;
+  parts.runtime = std::move(runtime);
+
+  storage::StoreClientOptions store_options;
+  store_options.endpoints = config.store_endpoints;
+  store_options.transport = config.transport;
+  store_options.writer = std::make_shared<const crypto::PrivateKey>(*key);
+  TRUSTMOE_ASSIGN_OR_RETURN(parts.store, storage::StoreClient::Create(store_options));
+  TRUSTMOE_RETURN_IF_ERROR(MakeDirs(config.cache_dir, 0700));
+  storage::BlobCacheOptions cache_options;
+  cache_options.dir = config.cache_dir;
+  cache_options.bytes_max = config.cache_bytes_max;
+  auto cache = storage::BlobCache::Open(cache_options, parts.store.get());
+  if (!cache.ok()) return cache.status().WithContext("cache " + config.cache_dir);
+  parts.cache = std::move(*cache);
+
+  chain::ChainClientOptions chain_options;
+  chain_options.endpoints = config.chain_validators;
+  if (chain_options.endpoints.empty()) {
+    for (const auto& v : parts.genesis.validators) chain_options.endpoints.push_back(v.endpoint);
+  }
+  chain_options.transport = config.transport;
+  chain_options.commit_timeout_ms = static_cast<uint32_t>(config.submit_timeout_ms);
+  chain_options.rpc_timeout_ms = 10'000;
+  TRUSTMOE_ASSIGN_OR_RETURN(parts.chain,
+                            chain::ChainClient::Create(chain_options, parts.genesis));
+
+  TRUSTMOE_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
+  TRUSTMOE_ASSIGN_OR_RETURN(parts.outbox,
+                            Outbox::Open(config.data_dir + "/outbox", config.outbox_entries_max));
+  return parts;
+}
+
+EdgeNode::EdgeNode(Parts parts, MetricsRegistry* metrics)
+    : config_(std::move(parts.config)),
+      key_(parts.key),
+      genesis_(std::move(parts.genesis)),
+      runtime_(std::move(parts.runtime)),
+      store_(std::move(parts.store)),
+      cache_(std::move(parts.cache)),
+      chain_(std::move(parts.chain)),
+      outbox_(std::move(parts.outbox)) {
+  status_.detail = "registration not checked yet";
+  requests_total_ = metrics->GetCounter("trustmoe_edge_requests_total", "Expert calls answered");
+  rows_total_ = metrics->GetCounter("trustmoe_edge_rows_total", "Activation rows computed");
+  refused_total_ = metrics->GetCounter("trustmoe_edge_refused_total", "Expert calls refused");
+  cache_hits_ = metrics->GetCounter("trustmoe_edge_expert_hits_total",
+                                    "Calls whose expert was already on the device");
+  cache_misses_ = metrics->GetCounter("trustmoe_edge_expert_loads_total",
+                                      "Experts loaded onto the device (from cache or store)");
+  delivered_total_ = metrics->GetCounter("trustmoe_edge_results_delivered_total",
+                                         "Results uploaded and committed to the chain");
+  delivery_failures_ = metrics->GetCounter("trustmoe_edge_delivery_failures_total",
+                                           "Failed delivery attempts (retried)");
+  dead_total_ = metrics->GetCounter("trustmoe_edge_results_refused_total",
+                                    "Results the chain refused for good (dead letters)");
+  outbox_depth_ = metrics->GetGauge("trustmoe_edge_outbox_depth", "Results not yet committed");
+  in_flight_gauge_ = metrics->GetGauge("trustmoe_edge_in_flight", "Calls in progress");
+  device_allocated_ = metrics->GetGauge("trustmoe_edge_gpu_allocated_bytes",
+                                        "Bytes held by tensors on the GPU");
+  device_peak_ = metrics->GetGauge("trustmoe_edge_gpu_peak_bytes", "Peak GPU bytes");
+  device_resident_ = metrics->GetGauge("trustmoe_edge_expert_resident_bytes",
+                                       "Bytes of expert weights on the device");
+  registered_ = metrics->GetGauge("trustmoe_edge_serving",
+                                  "1 when registered and not blacklisted, else 0");
+  call_seconds_ = metrics->GetHistogram("trustmoe_edge_call_seconds", "Expert call latency",
+                                        {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30});
+  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
+}
+
+EdgeNode::~EdgeNode() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (registration_thread_.joinable()) registration_thread_.join();
+  if (delivery_thread_.joinable()) delivery_thread_.join();
+}
+
+void EdgeNode::Start() {
+  registration_thread_ = std::thread([this] { RegistrationLoop(); });
+  delivery_thread_ = std::thread([this] { DeliveryLoop(); });
+}
+
+void EdgeNode::StopServing() { serving_calls_ = false; }
+
+EdgeStatus EdgeNode::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+EdgeStatus EdgeNode::CheckRegistration() {
+  auto entry = chain_->GetNode(key_.public_key());
+  EdgeStatus next;
+  if (!entry.ok()) {
+    // Keep the last known standing; say why it could not be refreshed.
+    std::lock_guard lock(mu_);
+    if (status_.standing == Standing::kUnknown) {
+      status_.detail = "cannot read registration from the chain: " + entry.status().ToString();
+    }
+    TM_WARN("registration check failed: {}", entry.status().ToString());
+    return status_;
+  }
+  if (!entry->has_value()) {
+    next = {Standing::kNotRegistered,
+            "key " + key_.public_key().Hex() +
+                " is not registered on the chain: ask the admin to run `trustmoe node register "
+                "--role edge`"};
+  } else if ((*entry)->record.role != ledger::NodeRole::kEdge) {
+    next = {Standing::kWrongRole, "key is registered as " +
+                                      std::string(ledger::NodeRoleName((*entry)->record.role)) +
+                                      ", not as an edge"};
+  } else if ((*entry)->reputation.blacklisted) {
+    next = {Standing::kBlacklisted,
+            "blacklisted on the chain at height " +
+                std::to_string((*entry)->reputation.blacklisted_height) + " after " +
+                std::to_string((*entry)->reputation.strikes) + " strike(s)"};
+  } else {
+    next = {Standing::kRegistered, "registered as edge '" + (*entry)->record.name + "'"};
+  }
+  std::lock_guard lock(mu_);
+  if (next.standing != status_.standing) {
+    if (next.serving()) {
+      TM_INFO("serving: {}", next.detail);
+    } else {
+      TM_ERROR("refusing to serve: {}", next.detail);
+    }
+  }
+  status_ = next;
+  registered_->Set(next.serving() ? 1 : 0);
+  return status_;
+}
+
+void EdgeNode::RegistrationLoop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    CheckRegistration();
+    const DeviceMemory memory = runtime_->Memory();
+    device_allocated_->Set(static_cast<double>(memory.allocated));
+    device_peak_->Set(static_cast<double>(memory.peak));
+    device_resident_->Set(static_cast<double>(runtime_->Stats().resident_bytes));
+    lock.lock();
+    // Check sooner while the standing is unknown (the chain may still be starting).
+    const int64_t wait_ms = status_.standing == Standing::kUnknown
+                                ? std::min<int64_t>(config_.registration_check_ms, 500)
+                                : config_.registration_check_ms;
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stop_; });
+  }
+}
+
+Status EdgeNode::Admit() {
+  if (!serving_calls_) return Status::Unavailable("this edge is shutting down");
+  EdgeStatus s = status();
+  if (!s.serving()) {
+    return Status::FailedPrecondition("this edge does not serve: " + s.detail);
+  }
+  return Status::Ok();
+}
+
+Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
+  if (runtime_->Holds(cid_text)) {
+    auto spec = runtime_->Spec(cid_text);
+    if (spec.ok()) {
+      cache_hits_->Inc();
+      return spec;
+    }
+  }
+  std::lock_guard lock(load_mu_);
+  if (runtime_->Holds(cid_text)) return runtime_->Spec(cid_text);
+  auto cid = crypto::Cid::Parse(cid_text);
+  if (!cid.ok()) return cid.status().WithContext("expert_cid");
+  auto path = cache_->Fetch(*cid);
+  if (!path.ok()) {
+    if (path.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound("expert " + cid_text + " is not in the store");
+    }
+    return path.status().WithContext("fetching expert " + cid_text);
+  }
+  auto bytes = ReadFile(*path, 64ull << 30);
+  if (!bytes.ok()) return bytes.status().WithContext("cached expert");
+  if (crypto::ComputeCid(AsBytes(*bytes)) != *cid) {
+    return Status::DataLoss("cached file of expert " + cid_text + " changed on disk");
+  }
+  Status loaded = runtime_->Load(cid_text, AsBytes(*bytes));
+  if (!loaded.ok()) {
+    if (loaded.code() == StatusCode::kInvalidArgument) {
+      return Status::InvalidArgument("blob " + cid_text + " is not a valid expert file: " +
+                                     loaded.message());
+    }
+    return loaded.WithContext("loading expert " + cid_text);
+  }
+  cache_misses_->Inc();
+  TM_INFO("loaded expert {} onto {}", cid_text, runtime_->DeviceDescription());
+  return runtime_->Spec(cid_text);
+}
+
+Result<CallResult> EdgeNode::Call(const CallRequest& req) {
+  TRUSTMOE_RETURN_IF_ERROR(Admit());
+  if (in_flight_.fetch_add(1) >= config_.concurrent_requests_max) {
+    in_flight_.fetch_sub(1);
+    refused_total_->Inc();
+    return Status::ResourceExhausted("this edge is at concurrent_requests_max (" +
+                                     std::to_string(config_.concurrent_requests_max) +
+                                     "): retry later or call another holder");
+  }
+  struct Leave {
+    std::atomic<uint32_t>& n;
+    Gauge* g;
+    ~Leave() { g->Set(static_cast<double>(--n)); }
+  } leave{in_flight_, in_flight_gauge_};
+  in_flight_gauge_->Set(static_cast<double>(in_flight_.load()));
+  const auto start = Clock::now();
+
+  auto refuse = [&](Status s) {
+    refused_total_->Inc();
+    return s;
+  };
+  if (req.job.empty() || req.job.size() > ledger::kJobBytesMax) {
+    return refuse(Status::InvalidArgument("job must be 1 to " +
+                                          std::to_string(ledger::kJobBytesMax) + " bytes"));
+  }
+  if (req.input.size() > config_.tensor_bytes_max ||
+      req.grad_output.size() > config_.tensor_bytes_max) {
+    return refuse(Status::ResourceExhausted("a tensor is larger than tensor_bytes_max (" +
+                                            std::to_string(config_.tensor_bytes_max) + ")"));
+  }
+  auto spec = EnsureLoaded(req.expert_cid);
+  if (!spec.ok()) return refuse(spec.status());
+  auto x = ReadActivations(req.input, spec->d_model, config_.rows_per_request_max);
+  if (!x.ok()) return refuse(x.status().WithContext("input"));
+
+  HostTensor y;
+  std::string grad_output_cid;
+  if (req.kind == ledger::CallKind::kForward) {
+    if (!req.grad_output.empty()) {
+      return refuse(Status::InvalidArgument("a forward call carries no grad_output"));
+    }
+    auto out = runtime_->Forward(req.expert_cid, *x);
+    if (out.status().code() == StatusCode::kNotFound) {  // evicted meanwhile: load again
+      TRUSTMOE_RETURN_IF_ERROR(EnsureLoaded(req.expert_cid).status());
+      out = runtime_->Forward(req.expert_cid, *x);
+    }
+    if (!out.ok()) return refuse(out.status());
+    y = std::move(*out);
+  } else {
+    auto g = ReadActivations(req.grad_output, spec->d_model, config_.rows_per_request_max);
+    if (!g.ok()) return refuse(g.status().WithContext("grad_output"));
+    if (g->rows != x->rows) {
+      return refuse(Status::InvalidArgument("grad_output has " + std::to_string(g->rows) +
+                                            " rows, the input " + std::to_string(x->rows)));
+    }
+    auto out = runtime_->Backward(req.expert_cid, *x, *g, false, false);
+    if (out.status().code() == StatusCode::kNotFound) {
+      TRUSTMOE_RETURN_IF_ERROR(EnsureLoaded(req.expert_cid).status());
+      out = runtime_->Backward(req.expert_cid, *x, *g, false, false);
+    }
+    if (!out.ok()) return refuse(out.status());
+    y = std::move(out->grad_input);
+    grad_output_cid = crypto::ComputeCid(req.grad_output).ToString();
+  }
+
+  CallResult result;
+  TRUSTMOE_ASSIGN_OR_RETURN(result.output, WriteActivations(y));
+  result.rows = y.rows;
+  result.input_cid = crypto::ComputeCid(req.input).ToString();
+  result.output_cid = crypto::ComputeCid(result.output).ToString();
+  ledger::ExpertResultBody body{req.kind,         req.job,           req.step,
+                                req.expert_cid,   result.input_cid,  grad_output_cid,
+                                result.output_cid, static_cast<uint64_t>(y.rows)};
+  ledger::Tx tx = ledger::MakeTx(genesis_.chain_id, ledger::TxType::kExpertResult, key_,
+                                 ledger::FreshNonce(), body.Encode());
+  result.result_tx = tx.Encode();
+  result.result_id = pbft::ComputeTxId(result.result_tx);
+
+  OutboxEntry entry;
+  entry.tx = result.result_tx;
+  entry.blobs.push_back(req.input);
+  if (!req.grad_output.empty()) entry.blobs.push_back(req.grad_output);
+  entry.blobs.push_back(result.output);
+  auto seq = outbox_->Append(std::move(entry));
+  if (!seq.ok()) return refuse(seq.status().WithContext("committing the result"));
+  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
+  cv_.notify_all();  // wake the delivery thread
+
+  ++requests_;
+  rows_ += static_cast<uint64_t>(y.rows);
+  requests_total_->Inc();
+  rows_total_->Inc(static_cast<double>(y.rows));
+  call_seconds_->Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  return result;
+}
+
+Status EdgeNode::Deliver(const OutboxEntry& entry) {
+  for (const Bytes& blob : entry.blobs) {
+    // Pinned: validators fetch these to verify the result; the store's retention must not
+    // collect them first.
+    auto put = store_->Put(blob, /*pin=*/true);
+    if (!put.ok()) return put.status().WithContext("uploading a result tensor");
+  }
+  auto submitted = chain_->Submit(entry.tx, /*wait=*/true);
+  if (submitted.ok()) return Status::Ok();
+  if (submitted.status().code() == StatusCode::kAlreadyExists) {
+    // The nonce is used: only this edge signs with its key, so an earlier attempt of this very
+    // transaction committed (its answer was lost).
+    return Status::Ok();
+  }
+  return submitted.status();
+}
+
+void EdgeNode::DeliveryLoop() {
+  uint64_t after = 0;
+  auto next_attempt = Clock::now();
+  int64_t backoff_ms = config_.outbox_retry_min_ms;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    auto batch = outbox_->Read(after, 16);
+    if (!batch.ok()) {
+      TM_ERROR("outbox: {}", batch.status().ToString());
+    }
+    bool failed = false;
+    if (batch.ok()) {
+      for (OutboxEntry& entry : *batch) {
+        if (Clock::now() < next_attempt) break;
+        Status delivered = Deliver(entry);
+        if (delivered.ok()) {
+          if (Status s = outbox_->Remove(entry.seq); !s.ok()) TM_ERROR("outbox: {}", s.ToString());
+          delivered_total_->Inc();
+          backoff_ms = config_.outbox_retry_min_ms;
+          continue;
+        }
+        ++entry.attempts;
+        if (IsFinalRefusal(delivered)) {
+          TM_ERROR("result {} refused by the chain for good after {} attempt(s): {}",
+                   ToHex(pbft::ComputeTxId(entry.tx)), entry.attempts, delivered.ToString());
+          if (Status s = outbox_->Bury(entry, delivered.ToString()); !s.ok()) {
+            TM_ERROR("outbox: {}", s.ToString());
+          }
+          dead_total_->Inc();
+          continue;
+        }
+        delivery_failures_->Inc();
+        if (entry.attempts == 1 || entry.attempts % 10 == 0) {
+          TM_WARN("result {} not delivered yet (attempt {}, next in {} ms): {}",
+                  ToHex(pbft::ComputeTxId(entry.tx)), entry.attempts, backoff_ms,
+                  delivered.ToString());
+        }
+        (void)outbox_->RecordAttempt(entry);
+        next_attempt = Clock::now() + std::chrono::milliseconds(backoff_ms);
+        backoff_ms = std::min(backoff_ms * 2, config_.outbox_retry_max_ms);
+        failed = true;
+        break;  // in order: retry this one first
+      }
+    }
+    outbox_depth_->Set(static_cast<double>(outbox_->depth()));
+    lock.lock();
+    if (stop_) break;
+    if (failed) {
+      cv_.wait_until(lock, next_attempt, [this] { return stop_; });
+    } else if (batch.ok() && batch->empty()) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+    }
+    after = 0;  // rescan from the oldest (delivered entries are gone)
+  }
+}
+
+bool EdgeNode::WaitOutboxEmpty(int64_t timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (outbox_->depth() > 0) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+EdgeInfo EdgeNode::Info() const {
+  EdgeInfo info;
+  info.edge_key_hex = key_.public_key().Hex();
+  info.device = runtime_->DeviceDescription();
+  info.compute_dtype = std::string(DTypeName(runtime_->options().compute_dtype));
+  info.experts_held = runtime_->Held();
+  info.in_flight = in_flight_.load();
+  info.requests = requests_.load();
+  info.rows = rows_.load();
+  info.outbox_depth = outbox_->depth();
+  info.device_bytes_used = runtime_->Stats().resident_bytes;
+  info.device_bytes_max = runtime_->options().device_bytes_max;
+  info.rows_per_request_max = config_.rows_per_request_max;
+  info.status = status();
+  return info;
+}
+
+}  // namespace trustmoe::edge

@@ -1,0 +1,161 @@
+// The edge's work, without gRPC: serve expert calls on the runtime, commit every result.
+//
+// Forward/Backward: check the caller's input, get the expert (runtime, else the verified blob
+// cache, else the store), run it, sign an ExpertResult transaction naming the input and output
+// files by CID, persist transaction and files in the outbox, answer. A delivery thread uploads
+// the files to the store and submits the transaction to the validators, retrying with back-off,
+// so no answered call is ever lost (the outbox survives restarts). A registration thread reads
+// the edge's registry entry from the chain: an edge that is not registered as an edge, or is
+// blacklisted, refuses to serve.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chain/client/chain_client.h"
+#include "chain/ledger/genesis.h"
+#include "chain/ledger/result.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "crypto/ed25519.h"
+#include "edge/edge_config.h"
+#include "edge/outbox.h"
+#include "edge/runtime.h"
+#include "storage/blob_cache.h"
+#include "storage/store_client.h"
+
+namespace trustmoe::edge {
+
+struct CallRequest {
+  ledger::CallKind kind = ledger::CallKind::kForward;
+  std::string job;
+  uint64_t step = 0;
+  std::string expert_cid;
+  Bytes input;        // activations file x
+  Bytes grad_output;  // backward: activations file of dL/dy
+};
+
+struct CallResult {
+  Bytes output;     // activations file: y (forward) or grad_input (backward)
+  Bytes result_tx;  // the signed ExpertResult transaction
+  ledger::TxId result_id{};
+  std::string input_cid;
+  std::string output_cid;
+  int64_t rows = 0;
+};
+
+enum class Standing { kUnknown, kRegistered, kNotRegistered, kWrongRole, kBlacklisted };
+
+struct EdgeStatus {
+  Standing standing = Standing::kUnknown;
+  std::string detail;  // one line for logs and /healthz
+  bool serving() const { return standing == Standing::kRegistered; }
+};
+
+struct EdgeInfo {
+  std::string edge_key_hex;
+  std::string device;
+  std::string compute_dtype;
+  std::vector<std::string> experts_held;
+  uint32_t in_flight = 0;
+  uint64_t requests = 0;
+  uint64_t rows = 0;
+  uint64_t outbox_depth = 0;
+  uint64_t device_bytes_used = 0;
+  uint64_t device_bytes_max = 0;
+  uint32_t rows_per_request_max = 0;
+  EdgeStatus status;
+};
+
+class EdgeNode {
+ public:
+  struct Parts {
+    EdgeConfig config;
+    crypto::PrivateKey key;
+    ledger::Genesis genesis;
+    std::unique_ptr<ExpertRuntime> runtime;
+    std::unique_ptr<storage::StoreClient> store;
+    std::unique_ptr<storage::BlobCache> cache;
+    std::unique_ptr<chain::ChainClient> chain;
+    std::unique_ptr<Outbox> outbox;
+  };
+
+  // Builds every part from the config: key, genesis, runtime, store client, cache, chain client,
+  // outbox. Errors name the file or setting at fault.
+  static Result<Parts> Build(const EdgeConfig& config, std::unique_ptr<ExpertRuntime> runtime);
+
+  EdgeNode(Parts parts, MetricsRegistry* metrics);
+  ~EdgeNode();  // stops the threads; undelivered entries stay in the outbox
+
+  // Starts the registration and delivery threads.
+  void Start();
+  // Stops taking calls (new ones get UNAVAILABLE); those in progress finish.
+  void StopServing();
+
+  Result<CallResult> Call(const CallRequest& request);
+
+  EdgeStatus status() const;
+  EdgeInfo Info() const;
+  const crypto::PublicKey& edge_key() const { return key_.public_key(); }
+  // Checks registration now (also done periodically); returns the new status.
+  EdgeStatus CheckRegistration();
+  // Waits until the outbox is empty or `timeout_ms` passes; true when empty.
+  bool WaitOutboxEmpty(int64_t timeout_ms);
+
+ private:
+  Status Admit();
+  Result<ExpertSpec> EnsureLoaded(const std::string& cid);
+  void RegistrationLoop();
+  void DeliveryLoop();
+  // Uploads the entry's blobs and submits its transaction. Ok when delivered (or already on the
+  // chain); FailedPrecondition-like final refusals are returned as PermissionDenied /
+  // InvalidArgument, anything else is retried.
+  Status Deliver(const OutboxEntry& entry);
+
+  const EdgeConfig config_;
+  const crypto::PrivateKey key_;
+  const ledger::Genesis genesis_;
+  std::unique_ptr<ExpertRuntime> runtime_;
+  std::unique_ptr<storage::StoreClient> store_;
+  std::unique_ptr<storage::BlobCache> cache_;
+  std::unique_ptr<chain::ChainClient> chain_;
+  std::unique_ptr<Outbox> outbox_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  EdgeStatus status_;
+  bool stop_ = false;
+  std::atomic<bool> serving_calls_{true};
+  std::atomic<uint32_t> in_flight_{0};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> rows_{0};
+  std::mutex load_mu_;  // one expert load at a time
+  std::thread registration_thread_;
+  std::thread delivery_thread_;
+
+  Counter* requests_total_;
+  Counter* rows_total_;
+  Counter* refused_total_;
+  Counter* cache_hits_;
+  Counter* cache_misses_;
+  Counter* delivered_total_;
+  Counter* delivery_failures_;
+  Counter* dead_total_;
+  Gauge* outbox_depth_;
+  Gauge* in_flight_gauge_;
+  Gauge* device_allocated_;
+  Gauge* device_peak_;
+  Gauge* device_resident_;
+  Gauge* registered_;
+  Histogram* call_seconds_;
+};
+
+std::string_view StandingName(Standing standing);
+
+}  // namespace trustmoe::edge
