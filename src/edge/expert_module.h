@@ -21,9 +21,6 @@ struct ExpertWeights {
   torch::ScalarType dtype = torch::kFloat32;  // the compute dtype of the tensors below
   // In the file's layout (nn.Linear: [out, in]).
   torch::Tensor w1, b1, w2, b2, w3;
-  // swiglu: w1 and w3 stacked into one [2*d_ff, d_model] matrix, so both projections are one
-  // GEMM. Empty while the weights require gradients (training keeps w1 and w3 apart).
-  torch::Tensor w13;
 
   // The named parameters, in file order (w1, b1, w2, b2 or w1, w3, w2).
   std::vector<std::pair<std::string, torch::Tensor>> Parameters() const;

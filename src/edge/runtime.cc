@@ -219,7 +219,6 @@ class TorchRuntime final : public ExpertRuntime {
       torch::Tensor gout = View(grad_output).to(device_, w.dtype);
       const bool need_weights = want_weight_grads || accumulate;
       ExpertWeights leaf = w;
-      leaf.w13 = torch::Tensor();  // unfused: separate leaves for w1 and w3
       std::vector<std::string> names;
       std::vector<torch::Tensor> inputs{xin};
       if (need_weights) {
@@ -262,7 +261,6 @@ class TorchRuntime final : public ExpertRuntime {
       torch::NoGradGuard no_grad;
       ExpertWeights w = source->weights;
       w.dtype = torch::kFloat32;
-      w.w13 = torch::Tensor();
       for (auto& [name, tensor] : source->weights.Parameters()) {
         ParamRef(w, name) = tensor.to(torch::kFloat32).clone().contiguous();
       }
