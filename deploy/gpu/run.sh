@@ -39,7 +39,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DTRUSTMOE_WITH_TORCH=ON >"$out/configure.log" 2>&1 \
   || { tail -40 "$out/configure.log"; exit 1; }
 targets=()
-[ -n "${EXPERT_ONLY:-}" ] && targets=(--target edge_runtime_test expert_bench)
+[ -n "${EXPERT_ONLY:-}" ] && targets=(--target edge_runtime_test expert_bench trustmoe trustmoe-expert-run)
 echo "==> building ${targets[*]:-everything} with $(nproc) jobs"
 if ! cmake --build "$build" "${targets[@]}" -j "$(nproc)" -- -k 0 >"$out/build.log" 2>&1; then
   echo "!! some targets failed to build (going on with the rest):"
@@ -66,6 +66,10 @@ if [ -z "${BENCH_ONLY:-}" ]; then
   else
     echo "!! edge_runtime_test was not built" | tee "$out/edge_runtime_test.log"
   fi
+  # docs/formats/expert.md's export snippet with this machine's PyTorch, through the CLI.
+  echo "==> python export snippet (docs/formats/expert.md) against PyTorch"
+  python3 tests/edge/check_python_export.py "$build/src/cli/trustmoe" 2>&1 \
+    | tee "$out/python_export.txt" || true
 fi
 
 echo "==> benchmarks"
@@ -114,6 +118,7 @@ for (arch, m, f, dtype), w in sorted(worst.items()):
           f"{w['grad_input_max']:.2e} p99.9 {w['grad_input_p999']:.2e}")
 PY
 fi
+[ -f "$out/python_export.txt" ] && sed 's/^/python export: /' "$out/python_export.txt"
 if [ -f "$out/expert_bench.txt" ]; then
   grep -E "^expert_bench:|^ratio|MISMATCH|^  edge holding" "$out/expert_bench.txt" || true
 fi

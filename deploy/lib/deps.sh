@@ -9,6 +9,7 @@ TRUSTMOE_PACKAGES=(
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libcpp-httplib-dev libsystemd-dev
   systemd curl
   libtorch-dev
+  python3-numpy python3-torch
 )
 
 trustmoe_install_deps() {
