@@ -1,5 +1,6 @@
 #include "edge/numeric.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -129,24 +130,55 @@ Bytes FromFloats(DType dtype, std::span<const float> values) {
   return out;
 }
 
-int64_t FirstNonFinite(DType dtype, ByteSpan data) {
-  const uint64_t size = DTypeBytes(dtype);
-  const uint64_t count = data.size() / size;
-  for (uint64_t i = 0; i < count; ++i) {
-    const uint8_t* p = data.data() + i * size;
-    bool finite = true;
-    switch (dtype) {
-      case DType::kF32:
-        finite = ((p[3] & 0x7f) != 0x7f) || ((p[2] & 0x80) == 0);
-        break;
-      case DType::kF16:
-        finite = (Load16(p) & 0x7c00u) != 0x7c00u;
-        break;
-      case DType::kBF16:
-        finite = (Load16(p) & 0x7f80u) != 0x7f80u;
-        break;
+namespace {
+
+// Elements whose exponent bits are all ones (infinity or NaN). Eight bytes at a time: each
+// lane's exponent bits are masked and compared with all ones by the exact "has a zero lane"
+// test ((t - ones) & ~t & highs); only a block with a hit is searched element by element.
+// This runs on every request's input, so it must not cost more than the copies around it.
+template <typename U, U kExponent>
+int64_t ScanNonFinite(const uint8_t* p, uint64_t count) {
+  constexpr int kLanes = 8 / sizeof(U);
+  constexpr uint64_t kMask = kLanes == 2 ? (uint64_t{kExponent} << 32 | kExponent)
+                                         : 0x0001000100010001ull * kExponent;
+  constexpr uint64_t kOnes = kLanes == 2 ? 0x0000000100000001ull : 0x0001000100010001ull;
+  constexpr uint64_t kHighs = kOnes << (8 * sizeof(U) - 1);
+  constexpr uint64_t kBlock = 4096;  // elements
+  auto is_bad = [p](uint64_t i) {
+    U v;
+    std::memcpy(&v, p + i * sizeof(U), sizeof(U));
+    return (v & kExponent) == kExponent;
+  };
+  for (uint64_t start = 0; start < count; start += kBlock) {
+    const uint64_t end = std::min(count, start + kBlock);
+    uint64_t hits = 0;
+    uint64_t i = start;
+    for (; i + kLanes <= end; i += kLanes) {
+      uint64_t w;
+      std::memcpy(&w, p + i * sizeof(U), 8);
+      const uint64_t t = (w & kMask) ^ kMask;  // a zero lane: exponent all ones
+      hits |= (t - kOnes) & ~t & kHighs;
     }
-    if (!finite) return static_cast<int64_t>(i);
+    for (; i < end; ++i) hits |= is_bad(i);
+    if (hits == 0) continue;
+    for (uint64_t j = start; j < end; ++j) {
+      if (is_bad(j)) return static_cast<int64_t>(j);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int64_t FirstNonFinite(DType dtype, ByteSpan data) {
+  const uint64_t count = data.size() / DTypeBytes(dtype);
+  switch (dtype) {
+    case DType::kF32:
+      return ScanNonFinite<uint32_t, 0x7f800000u>(data.data(), count);
+    case DType::kF16:
+      return ScanNonFinite<uint16_t, 0x7c00u>(data.data(), count);
+    case DType::kBF16:
+      return ScanNonFinite<uint16_t, 0x7f80u>(data.data(), count);
   }
   return -1;
 }

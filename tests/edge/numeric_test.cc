@@ -70,6 +70,29 @@ TEST(Numeric, FirstNonFinite) {
   EXPECT_EQ(FirstNonFinite(DType::kF16, FromFloats(DType::kF16, std::vector<float>{1e6f})), 0);
 }
 
+TEST(Numeric, FirstNonFiniteFindsEveryPositionAndNoFalseHit) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    // Finite extremes: largest finite, smallest subnormal, negative zero, across 3 blocks.
+    const float big = dtype == DType::kF16 ? 65504.0f : (dtype == DType::kBF16 ? 3.38e38f : 3.4e38f);
+    std::vector<float> values(10007);
+    for (size_t i = 0; i < values.size(); ++i) {
+      values[i] = (i % 3 == 0) ? -big : (i % 3 == 1 ? std::ldexp(1.0f, -24) : -0.0f);
+    }
+    Bytes finite = FromFloats(dtype, values);
+    ASSERT_EQ(FirstNonFinite(dtype, finite), -1) << DTypeName(dtype);
+    for (size_t at : {size_t{0}, size_t{3}, size_t{4095}, size_t{4096}, size_t{8191},
+                      size_t{10006}}) {
+      std::vector<float> v = values;
+      v[at] = (at % 2) ? nan : -inf;
+      v[values.size() - 1] = at == 10006 ? v[at] : inf;  // a later one must not win
+      EXPECT_EQ(FirstNonFinite(dtype, FromFloats(dtype, v)), static_cast<int64_t>(at))
+          << DTypeName(dtype) << " at " << at;
+    }
+  }
+}
+
 TEST(Numeric, NewExpertIsDeterministicAndValid) {
   for (const char* arch : {"gelu_mlp", "swiglu"}) {
     for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
