@@ -28,11 +28,14 @@ torch::Tensor View(const HostTensor& t) {
 
 // `t` (2-D) copied to the host as `dtype`.
 HostTensor ToHost(const torch::Tensor& t, DType dtype) {
-  torch::Tensor host = t.detach().to(torch::kCPU, ToTorch(dtype)).contiguous();
-  HostTensor out{dtype, host.size(0), host.dim() > 1 ? host.size(1) : 1, {}};
-  const size_t bytes = static_cast<size_t>(host.numel()) * host.element_size();
-  out.data.resize(bytes);
-  if (bytes > 0) std::memcpy(out.data.data(), host.data_ptr(), bytes);
+  HostTensor out{dtype, t.size(0), t.dim() > 1 ? t.size(1) : 1, {}};
+  out.data.resize(static_cast<size_t>(out.rows * out.cols) * DTypeBytes(dtype));
+  if (!out.data.empty()) {
+    // Straight into the result's bytes: one device-to-host copy, converting on the way.
+    torch::from_blob(out.data.data(), {out.rows, out.cols},
+                     torch::TensorOptions().dtype(ToTorch(dtype)))
+        .copy_(t.detach().reshape({out.rows, out.cols}));
+  }
   return out;
 }
 
