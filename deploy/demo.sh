@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # TrustMoE demo. Installs what is missing, builds, starts a local trustmoe-store on loopback,
 # round-trips a blob through the `trustmoe` CLI (put, stat, get, verify), starts a cluster of
-# 4 PBFT validators, records nodes and an expert on the ledger, audits it online and offline,
-# and stops everything.
+# 4 PBFT validators, records nodes and an expert on the ledger, starts an edge that refuses to
+# serve until it is registered, calls the expert on it and checks the result commitment it
+# signs and commits, audits the ledger online and offline, and stops everything.
 # BUILD_DIR overrides the build directory; the demo's state lives in .demo/ (removed at start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,13 @@ rm -rf "$demo"
 mkdir -p "$demo"
 
 store_pid=""
+edge_pid=""
 cluster_up=""
 cleanup() {
+  if [ -n "$edge_pid" ] && kill -0 "$edge_pid" 2>/dev/null; then
+    kill -TERM "$edge_pid"
+    wait "$edge_pid" 2>/dev/null || true
+  fi
   if [ -n "$cluster_up" ]; then
     deploy/local/cluster.sh down >/dev/null 2>&1 || true
   fi
@@ -34,6 +40,9 @@ echo "==> keys"
 "$cli" keygen -o "$demo/store.key" >/dev/null
 "$cli" keygen -o "$demo/writer.key" | sed 's/^/    /'
 writer_hex=$("$cli" key pub "$demo/writer.key")
+"$cli" keygen -o "$demo/researcher.key" >/dev/null
+"$cli" keygen -o "$demo/edge.key" >/dev/null
+edge_hex=$("$cli" key pub "$demo/edge.key")
 
 echo "==> starting trustmoe-store on loopback"
 cat >"$demo/store.toml" <<TOML
@@ -44,7 +53,7 @@ port_file = "$demo/store.ports"
 [http]
 listen = "127.0.0.1:0"
 [auth]
-writers = ["$writer_hex"]
+writers = ["$writer_hex", "$edge_hex"]   # the edge uploads the tensors of its results
 TOML
 "$bin/src/storage/trustmoe-store" --config "$demo/store.toml" 2>"$demo/store.log" &
 store_pid=$!
@@ -75,15 +84,64 @@ deploy/local/cluster.sh up | sed 's/^/    /'
 export TRUSTMOE_VALIDATOR="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2)),127.0.0.1:$((BASE_PORT + 3))"
 export TRUSTMOE_GENESIS="$CLUSTER_DIR/genesis.json"
 
-echo "==> admin registers a researcher and an edge; the researcher publishes the blob as an expert"
-"$cli" keygen -o "$demo/researcher.key" >/dev/null
-"$cli" keygen -o "$demo/edge.key" >/dev/null
+echo "==> a researcher makes an expert file (swiglu 256 -> 1024 -> 256) and stores it"
+"$cli" expert new --arch swiglu --d-model 256 --d-ff 1024 --seed 1 \
+  -o "$demo/expert.safetensors" | sed 's/^/    /'
+expert_cid=$("$cli" store put "$demo/expert.safetensors" --pin)
+expert_size=$(stat -c %s "$demo/expert.safetensors")
+
+echo "==> starting trustmoe-edge (cpu, f32): it refuses to serve until the chain registers it"
+mkdir -p "$demo/edge"
+cat >"$demo/edge.toml" <<TOML
+listen = "127.0.0.1:0"
+identity_key = "$demo/edge.key"
+data_dir = "$demo/edge"
+genesis = "$CLUSTER_DIR/genesis.json"
+port_file = "$demo/edge.ports"
+[http]
+listen = "127.0.0.1:0"
+[store]
+endpoints = ["127.0.0.1:$grpc_port"]
+[chain]
+registration_check_ms = 300
+[runtime]
+device = "cpu"
+TOML
+"$bin/src/edge/trustmoe-edge" --config "$demo/edge.toml" 2>"$demo/edge.log" &
+edge_pid=$!
+for _ in $(seq 1 300); do
+  [ -s "$demo/edge.ports" ] && break
+  kill -0 "$edge_pid" 2>/dev/null || { cat "$demo/edge.log" >&2; exit 1; }
+  sleep 0.1
+done
+read -r edge_port edge_http <"$demo/edge.ports"
+sleep 1
+echo "    gRPC 127.0.0.1:$edge_port, healthz: $(curl -sS "http://127.0.0.1:$edge_http/healthz")"
+
+echo "==> admin registers a researcher and the edge; the researcher publishes the expert"
 "$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/researcher.key.pub" \
   --role researcher --name demo-researcher | sed 's/^/    /'
 "$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/edge.key.pub" \
-  --role edge --name demo-edge --endpoint 127.0.0.1:7700 | sed 's/^/    /'
-"$cli" expert publish --key "$demo/researcher.key" --cid "$cid" --name demo/expert-0 \
-  --arch swiglu --size $((24 << 20)) | sed 's/^/    /'
+  --role edge --name demo-edge --endpoint "127.0.0.1:$edge_port" | sed 's/^/    /'
+"$cli" expert publish --key "$demo/researcher.key" --cid "$expert_cid" --name demo/expert-0 \
+  --arch swiglu --size "$expert_size" | sed 's/^/    /'
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$edge_http/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "    edge healthz: $(curl -sS "http://127.0.0.1:$edge_http/healthz")"
+
+echo "==> the expert runs on the edge; its signed result commitment is checked and committed"
+"$cli" expert input --rows 64 --d-model 256 --seed 7 -o "$demo/x.safetensors" >/dev/null
+"$cli" expert call --edge "127.0.0.1:$edge_port" --cid "$expert_cid" --job demo-job --step 1 \
+  --input "$demo/x.safetensors" -o "$demo/y-edge.safetensors" | sed 's/^/    /'
+"$cli" expert run "$demo/expert.safetensors" --input "$demo/x.safetensors" \
+  -o "$demo/y-local.safetensors" >/dev/null
+cmp "$demo/y-edge.safetensors" "$demo/y-local.safetensors"
+echo "    the edge's output is byte-identical to trustmoe expert run on this machine"
+curl -fsS "http://127.0.0.1:$edge_http/metrics" \
+  | grep -E '^trustmoe_edge_(requests_total|rows_total|outbox_depth|results_delivered_total) ' \
+  | sed 's/^/    /'
 echo "==> a registration signed by the researcher instead of the admin is refused (the CLI checks"
 echo "    first; validators refuse such a transaction too, with PERMISSION_DENIED)"
 if "$cli" node register --key "$demo/researcher.key" --node-key "$demo/edge.key.pub" \
@@ -98,7 +156,10 @@ echo "==> the auditor's view"
 "$cli" ledger nodes | sed 's/^/    /'
 "$cli" ledger verify | sed 's/^/    /'
 
-echo "==> stopping the validators and the store (SIGTERM)"
+echo "==> stopping the edge, the validators and the store (SIGTERM)"
+kill -TERM "$edge_pid"
+wait "$edge_pid"
+edge_pid=""
 deploy/local/cluster.sh down | sed 's/^/    /'
 cluster_up=""
 kill -TERM "$store_pid"
@@ -107,5 +168,5 @@ store_pid=""
 echo "==> offline audit of validator v2's ledger (opened read-only)"
 "$cli" ledger verify --data-dir "$CLUSTER_DIR/v2/data" | sed 's/^/    /'
 echo
-echo "demo OK. Still to come: 3 edges and a gate on loopback, training an 8-expert top-2 model"
-echo "on Fashion-MNIST with every expert result verified by the validators."
+echo "demo OK. Still to come: validators verifying every result by re-computation, and a gate"
+echo "training an 8-expert top-2 model on Fashion-MNIST over 3 edges."

@@ -13,12 +13,14 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "chain/client/chain_client.h"
 #include "chain/ledger/app.h"
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/replay.h"
+#include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
 #include "cli/cli.h"
@@ -27,6 +29,8 @@
 #include "crypto/ed25519.h"
 #include "edge/expert_format.h"
 #include "edge/safetensors.h"
+#include "net/transport.h"
+#include "trustmoe/v1/edge.grpc.pb.h"
 
 namespace trustmoe::cli {
 namespace {
@@ -227,6 +231,19 @@ ordered_json BodyJson(const ledger::Tx& tx) {
       auto b = ledger::PublishModel::Decode(tx.body);
       if (!b.ok()) break;
       return {{"manifest_cid", b->manifest_cid}, {"name", b->name}};
+    }
+    case ledger::TxType::kExpertResult: {
+      auto b = ledger::ExpertResultBody::Decode(tx.body);
+      if (!b.ok()) break;
+      ordered_json j = {{"kind", std::string(ledger::CallKindName(b->kind))},
+                        {"job", b->job},
+                        {"step", b->step},
+                        {"expert", b->expert_cid},
+                        {"input", b->input_cid}};
+      if (!b->grad_output_cid.empty()) j["grad_output"] = b->grad_output_cid;
+      j["output"] = b->output_cid;
+      j["rows"] = b->rows;
+      return j;
     }
     default:
       break;
@@ -1249,6 +1266,130 @@ Status ExpertCheck() {
   return Status::Ok();
 }
 
+// ---- expert call: one verified call of an edge by hand ----
+
+struct CallArgs {
+  std::string edge;
+  std::string cid;
+  std::string input;
+  std::string grad_output;
+  std::string output;
+  std::string job = "manual";
+  uint64_t step = 0;
+};
+
+CallArgs& Call() {
+  static CallArgs args;
+  return args;
+}
+
+// Calls EdgeService.Forward (or Backward with --grad-output), writes the output, and checks the
+// commitment the edge signed against the genesis: signer, chain id, job, step, expert, and the
+// CIDs of the bytes sent and received. With validators, waits until the chain has it.
+Status ExpertCall() {
+  const CallArgs& a = Call();
+  std::string edge = a.edge;
+  if (edge.empty() && std::getenv("TRUSTMOE_EDGE")) edge = std::getenv("TRUSTMOE_EDGE");
+  if (edge.empty()) return Status::InvalidArgument("pass --edge host:port (or set TRUSTMOE_EDGE)");
+  TRUSTMOE_RETURN_IF_ERROR(CheckCid(a.cid, "--cid"));
+  constexpr uint64_t kTensorBytesMax = 1ull << 30;
+  auto input = ReadFile(a.input, kTensorBytesMax);
+  if (!input.ok()) return input.status().WithContext("--input");
+  std::string grad_output;
+  if (!a.grad_output.empty()) {
+    auto g = ReadFile(a.grad_output, kTensorBytesMax);
+    if (!g.ok()) return g.status().WithContext("--grad-output");
+    grad_output = std::move(*g);
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ledger::Genesis genesis, LoadGenesis(nullptr));
+  TRUSTMOE_ASSIGN_OR_RETURN(net::TransportConfig transport, TransportFromFlags());
+  transport.message_bytes_max = 1 << 30;
+  TRUSTMOE_ASSIGN_OR_RETURN(auto channel, net::MakeChannel(edge, transport));
+  auto stub = v1::EdgeService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+  v1::CallResponse response;
+  grpc::Status status;
+  const bool backward = !a.grad_output.empty();
+  if (backward) {
+    v1::BackwardRequest request;
+    request.set_job(a.job);
+    request.set_step(a.step);
+    request.set_expert_cid(a.cid);
+    request.set_input(*input);
+    request.set_grad_output(grad_output);
+    status = stub->Backward(&ctx, request, &response);
+  } else {
+    v1::ForwardRequest request;
+    request.set_job(a.job);
+    request.set_step(a.step);
+    request.set_expert_cid(a.cid);
+    request.set_input(*input);
+    status = stub->Forward(&ctx, request, &response);
+  }
+  if (!status.ok()) return net::FromGrpcStatus(status).WithContext("edge " + edge);
+
+  // The commitment, checked before the output is kept.
+  auto tx = ledger::Tx::Decode(AsBytes(response.result_tx()), genesis.params.tx_bytes_max);
+  if (!tx.ok()) return tx.status().WithContext("the edge's commitment");
+  TRUSTMOE_RETURN_IF_ERROR(tx->VerifySignature(genesis.chain_id).WithContext("the edge's commitment"));
+  if (tx->type != static_cast<uint8_t>(ledger::TxType::kExpertResult)) {
+    return Status::DataLoss("the edge's commitment is not an expert-result transaction");
+  }
+  auto body = ledger::ExpertResultBody::Decode(tx->body);
+  if (!body.ok()) return body.status().WithContext("the edge's commitment");
+  const std::string output_cid = crypto::ComputeCid(AsBytes(response.output())).ToString();
+  const std::string input_cid = crypto::ComputeCid(AsBytes(*input)).ToString();
+  std::vector<std::string> wrong;
+  if (body->job != a.job) wrong.push_back("job");
+  if (body->step != a.step) wrong.push_back("step");
+  if (body->expert_cid != a.cid) wrong.push_back("expert");
+  if (body->input_cid != input_cid) wrong.push_back("input CID");
+  if (body->output_cid != output_cid) wrong.push_back("output CID");
+  if (backward && body->grad_output_cid != crypto::ComputeCid(AsBytes(grad_output)).ToString()) {
+    wrong.push_back("grad_output CID");
+  }
+  const ledger::TxId id = pbft::ComputeTxId(AsBytes(response.result_tx()));
+  if (response.result_id() != std::string(id.begin(), id.end())) wrong.push_back("result id");
+  if (!wrong.empty()) {
+    std::string list;
+    for (const std::string& w : wrong) list += (list.empty() ? "" : ", ") + w;
+    return Status::DataLoss("the edge's commitment does not match the call (" + list +
+                            "): the output is not kept");
+  }
+  TRUSTMOE_RETURN_IF_ERROR(WriteFileAtomic(a.output, response.output()));
+  std::printf("%s of %s on edge %s: %llu rows -> %s\n", backward ? "backward" : "forward",
+              a.cid.c_str(), edge.c_str(), static_cast<unsigned long long>(body->rows),
+              a.output.c_str());
+  std::printf("commitment verified: expert-result tx %s\n", ToHex(id).c_str());
+  std::printf("  signed by edge %s (chain %s), job %s step %llu\n", tx->signer.Hex().c_str(),
+              genesis.chain_id.c_str(), body->job.c_str(),
+              static_cast<unsigned long long>(body->step));
+  std::printf("  input  %s\n  output %s\n", input_cid.c_str(), output_cid.c_str());
+
+  // With validators: wait for the chain to order it (the edge submits it itself).
+  auto options = ClientOptionsFromFlags();
+  if (!options.ok() || Flags().no_wait) return Status::Ok();
+  TRUSTMOE_ASSIGN_OR_RETURN(auto client, chain::ChainClient::Create(*options, genesis));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(Flags().timeout_ms);
+  while (true) {
+    auto committed = client->GetTx(id);
+    if (committed.ok()) {
+      std::printf("  on the chain at height %llu (inclusion proof verified), verdict pending\n",
+                  static_cast<unsigned long long>(committed->tx.header.height));
+      return Status::Ok();
+    }
+    if (committed.status().code() != StatusCode::kNotFound) return committed.status();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::DeadlineExceeded("the edge's result " + ToHex(id) +
+                                      " is not on the chain yet; it stays in the edge's outbox "
+                                      "until it is: check later with trustmoe ledger tx");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 Status ModelPublish() {
   PublishArgs& a = Publish();
   TRUSTMOE_RETURN_IF_ERROR(CheckCid(a.cid, "--cid"));
@@ -1529,6 +1670,17 @@ void AddExpertCommands(CLI::App& app, Action* run) {
       "check", "Validate an expert file offline (safetensors layout, architecture, shapes)");
   check->add_option("FILE", ExpertCheckPath(), "Expert file (.safetensors)")->required();
   Bind(check, run, ExpertCheck);
+  CallArgs& c = Call();
+  auto* call = expert->add_subcommand(
+      "call", "Call an expert on an edge and verify the result commitment it signs");
+  call->add_option("--edge", c.edge, "Edge endpoint host:port (default: $TRUSTMOE_EDGE)");
+  call->add_option("--cid", c.cid, "CID of the expert file")->required();
+  call->add_option("--input", c.input, "Activations file x")->required();
+  call->add_option("--grad-output", c.grad_output, "Backward: activations file dL/dy");
+  call->add_option("-o,--output", c.output, "Where to write y (or grad_input)")->required();
+  call->add_option("--job", c.job, "Job id recorded in the commitment (default: manual)");
+  call->add_option("--step", c.step, "Step recorded in the commitment");
+  Bind(call, run, ExpertCall);
   AddExpertFileCommands(expert, run);
 }
 
