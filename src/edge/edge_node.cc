@@ -246,20 +246,22 @@ Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
 }
 
 Result<CallResult> EdgeNode::Call(const CallRequest& req) {
-  TRUSTMOE_RETURN_IF_ERROR(Admit());
-  if (in_flight_.fetch_add(1) >= config_.concurrent_requests_max) {
-    in_flight_.fetch_sub(1);
-    refused_total_->Inc();
-    return Status::ResourceExhausted("this edge is at concurrent_requests_max (" +
-                                     std::to_string(config_.concurrent_requests_max) +
-                                     "): retry later or call another holder");
-  }
+  // Counted in flight before the serving check, so that WaitCallsDone after StopServing cannot
+  // miss a call that was admitted.
+  const uint32_t in_flight = in_flight_.fetch_add(1) + 1;
   struct Leave {
     std::atomic<uint32_t>& n;
     Gauge* g;
     ~Leave() { g->Set(static_cast<double>(--n)); }
   } leave{in_flight_, in_flight_gauge_};
-  in_flight_gauge_->Set(static_cast<double>(in_flight_.load()));
+  in_flight_gauge_->Set(static_cast<double>(in_flight));
+  TRUSTMOE_RETURN_IF_ERROR(Admit());
+  if (in_flight > config_.concurrent_requests_max) {
+    refused_total_->Inc();
+    return Status::ResourceExhausted("this edge is at concurrent_requests_max (" +
+                                     std::to_string(config_.concurrent_requests_max) +
+                                     "): retry later or call another holder");
+  }
   const auto start = Clock::now();
 
   auto refuse = [&](Status s) {
@@ -346,7 +348,11 @@ Status EdgeNode::Deliver(const OutboxEntry& entry) {
     // Pinned: validators fetch these to verify the result; the store's retention must not
     // collect them first.
     auto put = store_->Put(blob, /*pin=*/true);
-    if (!put.ok()) return put.status().WithContext("uploading a result tensor");
+    if (!put.ok()) {
+      // Never final for the result: a store that refuses this edge's key (not among its
+      // writers) or is full is put right by its operator, and the result then goes through.
+      return Status::Unavailable("uploading a result tensor: " + put.status().ToString());
+    }
   }
   auto submitted = chain_->Submit(entry.tx, /*wait=*/true);
   if (submitted.ok()) return Status::Ok();
@@ -413,6 +419,15 @@ void EdgeNode::DeliveryLoop() {
     }
     after = 0;  // rescan from the oldest (delivered entries are gone)
   }
+}
+
+bool EdgeNode::WaitCallsDone(int64_t timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (in_flight_.load() > 0) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 bool EdgeNode::WaitOutboxEmpty(int64_t timeout_ms) {

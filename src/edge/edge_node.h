@@ -97,6 +97,9 @@ class EdgeNode {
   void Start();
   // Stops taking calls (new ones get UNAVAILABLE); those in progress finish.
   void StopServing();
+  // After StopServing: waits until no call is in progress or `timeout_ms` passes; true when
+  // none is. A call either sees StopServing and is refused, or is waited for.
+  bool WaitCallsDone(int64_t timeout_ms);
 
   Result<CallResult> Call(const CallRequest& request);
 
@@ -114,8 +117,9 @@ class EdgeNode {
   void RegistrationLoop();
   void DeliveryLoop();
   // Uploads the entry's blobs and submits its transaction. Ok when delivered (or already on the
-  // chain); FailedPrecondition-like final refusals are returned as PermissionDenied /
-  // InvalidArgument, anything else is retried.
+  // chain). The chain's final refusals come back as InvalidArgument / PermissionDenied /
+  // Unauthenticated (the entry becomes a dead letter); anything else, including every error of
+  // the store, is retried.
   Status Deliver(const OutboxEntry& entry);
 
   const EdgeConfig config_;
