@@ -244,8 +244,13 @@ Result<std::unique_ptr<ChainClient>> ChainClient::Create(ChainClientOptions opti
   Status valid = genesis.Validate();
   if (!valid.ok()) return valid.WithContext("genesis");
   std::unique_ptr<ChainClient> client(new ChainClient(std::move(options), std::move(genesis)));
+  // Long-lived clients (edges, gates) must find validators soon after an outage: gRPC's
+  // default back-off grows to 120 s between connection attempts.
+  net::ChannelOptions channel_options;
+  channel_options.initial_reconnect_backoff_ms = 200;
+  channel_options.max_reconnect_backoff_ms = 2000;
   for (const std::string& address : client->options_.endpoints) {
-    auto channel = net::MakeChannel(address, client->options_.transport);
+    auto channel = net::MakeChannel(address, client->options_.transport, channel_options);
     if (!channel.ok()) return channel.status().WithContext("validator endpoint " + address);
     auto endpoint = std::make_unique<Endpoint>();
     endpoint->address = address;
