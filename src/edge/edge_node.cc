@@ -108,6 +108,13 @@ EdgeNode::EdgeNode(Parts parts, MetricsRegistry* metrics)
   device_allocated_ = metrics->GetGauge("trustmoe_edge_gpu_allocated_bytes",
                                         "Bytes held by tensors on the GPU");
   device_peak_ = metrics->GetGauge("trustmoe_edge_gpu_peak_bytes", "Peak GPU bytes");
+  cache_bytes_ = metrics->GetGauge("trustmoe_edge_cache_bytes",
+                                   "Bytes of verified expert files in the disk cache");
+  cache_files_ = metrics->GetGauge("trustmoe_edge_cache_files", "Expert files in the disk cache");
+  cache_disk_hits_ = metrics->GetGauge("trustmoe_edge_cache_hits",
+                                       "Expert loads served from the disk cache (since start)");
+  cache_disk_misses_ = metrics->GetGauge("trustmoe_edge_cache_misses",
+                                         "Expert loads downloaded from the store (since start)");
   device_resident_ = metrics->GetGauge("trustmoe_edge_expert_resident_bytes",
                                        "Bytes of expert weights on the device");
   registered_ = metrics->GetGauge("trustmoe_edge_serving",
@@ -190,6 +197,11 @@ void EdgeNode::RegistrationLoop() {
     device_allocated_->Set(static_cast<double>(memory.allocated));
     device_peak_->Set(static_cast<double>(memory.peak));
     device_resident_->Set(static_cast<double>(runtime_->Stats().resident_bytes));
+    const storage::CacheStats cache = cache_->stats();
+    cache_bytes_->Set(static_cast<double>(cache.bytes));
+    cache_files_->Set(static_cast<double>(cache.files));
+    cache_disk_hits_->Set(static_cast<double>(cache.hits));
+    cache_disk_misses_->Set(static_cast<double>(cache.misses));
     lock.lock();
     // Check sooner while the standing is unknown (the chain may still be starting).
     const int64_t wait_ms = status_.standing == Standing::kUnknown

@@ -156,6 +156,10 @@ class EdgeNode {
   Gauge* device_allocated_;
   Gauge* device_peak_;
   Gauge* device_resident_;
+  Gauge* cache_bytes_;
+  Gauge* cache_files_;
+  Gauge* cache_disk_hits_;
+  Gauge* cache_disk_misses_;
   Gauge* registered_;
   Histogram* call_seconds_;
 };
