@@ -6,9 +6,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
-#include <future>
+#include <mutex>
+#include <thread>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "storage/signing.h"
 #include "trustmoe/v1/storage.grpc.pb.h"
@@ -59,6 +62,61 @@ Status ErrnoStatus(const std::string& what, const std::string& path) {
   if (err == EACCES || err == EPERM) return Status::PermissionDenied(msg);
   return Status::Internal(msg);
 }
+
+// Runs one job at a time on its own thread, one thread per transfer rather than one per chunk:
+// an upload hashes a piece here while gRPC copies it out, a download hashes chunk i here while
+// the calling thread reads chunk i + 1 from the stream.
+class ChunkWorker {
+ public:
+  ChunkWorker() : thread_([this] { Loop(); }) {}
+  // Finishes the job in hand, if any, then stops the thread.
+  ~ChunkWorker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  ChunkWorker(const ChunkWorker&) = delete;
+  ChunkWorker& operator=(const ChunkWorker&) = delete;
+
+  // Hands over `job`; the one before must have been waited for.
+  void Start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TRUSTMOE_CHECK(!job_);
+      job_ = std::move(job);
+    }
+    cv_.notify_all();
+  }
+  // Returns once no job is in hand; what the job wrote is then visible to the caller.
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !job_; });
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || job_; });
+      if (!job_) return;  // stopping, and nothing left to do
+      std::function<void()> job = job_;
+      lock.unlock();
+      job();
+      lock.lock();
+      job_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> job_;  // guarded by mu_; empty when idle
+  bool stop_ = false;          // guarded by mu_
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -186,6 +244,7 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
   v1::PutRequest chunk_msg;  // reused: its buffer is allocated once
   v1::PutChunk* chunk = chunk_msg.mutable_chunk();
   std::string* data = chunk->mutable_data();
+  ChunkWorker hasher;  // declared after the buffers: destroyed, its job finished, before them
   while (open && offset < size) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kPutPieceBytes, size - offset));
     chunk->set_offset(offset);
@@ -193,10 +252,9 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
     read_status = read(offset, reinterpret_cast<uint8_t*>(data->data()), n);
     if (!read_status.ok()) break;
     // Hash on a second thread while gRPC copies the same bytes out; both only read them.
-    std::future<void> hashed =
-        std::async(std::launch::async, [&builder, data] { builder.Update(AsBytes(*data)); });
+    hasher.Start([&builder, data] { builder.Update(AsBytes(*data)); });
     open = stream->Write(chunk_msg);
-    hashed.get();
+    hasher.Wait();
     offset += n;
     if (progress) progress(offset, size);
   }
@@ -230,13 +288,39 @@ Result<StoredBlob> StoreClient::PutTo(Endpoint& endpoint, uint64_t size, const R
 
 // ---- Get ----
 
+namespace {
+
+// What is wrong with the shape of a chunk message (index, sizes, proof), or "" when nothing is;
+// the proof's siblings go to `proof`. The hash is checked separately, off the reading thread.
+std::string ChunkShapeError(const v1::GetResponse& response, uint64_t index, uint64_t blob_size,
+                            std::vector<crypto::Digest>* proof) {
+  if (response.blob_size() != blob_size) return "the store changed the blob size it claims";
+  if (response.index() != index) return "the store sent chunk " + std::to_string(response.index());
+  if (index >= crypto::ChunkCount(blob_size)) return "the store sent more chunks than the blob has";
+  if (response.data().size() != crypto::ChunkLength(blob_size, index)) {
+    return "wrong length " + std::to_string(response.data().size());
+  }
+  if (response.proof_size() > 64) return "proof too long";
+  proof->clear();
+  for (const std::string& sibling : response.proof()) {
+    if (sibling.size() != 32) return "malformed proof";
+    crypto::Digest d;
+    std::memcpy(d.data(), sibling.data(), 32);
+    proof->push_back(d);
+  }
+  return "";
+}
+
+}  // namespace
+
 Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uint64_t* next_index,
-                                 uint64_t* blob_size, const ChunkSink& sink) {
+                                 uint64_t* blob_size, const DownloadSink& sink) {
   if (*next_index == 0) {
     // The size is needed for the stream's deadline; every chunk is checked against it below
     // (a wrong size fails at the last chunk at the latest, docs/formats/cid.md).
     TRUSTMOE_ASSIGN_OR_RETURN(StoredBlob info, StatOn(endpoint, cid));
     *blob_size = info.size;
+    TRUSTMOE_RETURN_IF_ERROR(sink.begin(*blob_size));
   }
   grpc::ClientContext ctx;
   uint64_t remaining = *blob_size - std::min(*blob_size, *next_index * crypto::kChunkBytes);
@@ -247,55 +331,58 @@ Status StoreClient::DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uin
   request.set_offset(*next_index * crypto::kChunkBytes);
   if (*next_index > 0) stats_.resumes += 1;
   auto stream = endpoint.stub->Get(&ctx, request);
-  v1::GetResponse response;
-  std::vector<crypto::Digest> proof;
-  while (stream->Read(&response)) {
-    uint64_t index = *next_index;
-    auto bad = [&](const std::string& why) {
-      stats_.bad_chunks += 1;
-      ctx.TryCancel();
-      stream->Finish();
-      return Status::DataLoss("chunk " + std::to_string(index) + " of " + cid.ToString() +
-                              " failed verification: " + why + "; it was not kept");
-    };
-    if (response.blob_size() != *blob_size) {
-      return bad("the store changed the blob size it claims");
+  const uint64_t count = crypto::ChunkCount(*blob_size);
+
+  // Two chunks in turn: chunk i is hashed on `worker` while chunk i + 1 is read into the other
+  // message, then chunk i goes to the sink (only once verified) while chunk i + 1 is hashed.
+  v1::GetResponse responses[2];
+  std::vector<crypto::Digest> proofs[2];
+  bool verified = false;  // written by the worker, read after Wait()
+  ChunkWorker worker;     // declared last: destroyed (its job finished) before the buffers
+  auto stop = [&](Status status) {
+    ctx.TryCancel();
+    worker.Wait();
+    stream->Finish();
+    return status;
+  };
+  auto bad = [&](uint64_t index, const std::string& why) {
+    stats_.bad_chunks += 1;
+    return stop(Status::DataLoss("chunk " + std::to_string(index) + " of " + cid.ToString() +
+                                 " failed verification: " + why + "; it was not kept"));
+  };
+
+  bool hashing = false;  // chunk index - 1 is on the worker
+  for (uint64_t index = *next_index;; ++index) {
+    v1::GetResponse& response = responses[index % 2];
+    const bool got = stream->Read(&response);
+    if (hashing) {
+      worker.Wait();
+      if (!verified) return bad(index - 1, "its hash does not lead to the CID");
     }
-    uint64_t count = crypto::ChunkCount(*blob_size);
-    if (response.index() != index) return bad("the store sent chunk " + std::to_string(response.index()));
-    if (index >= count) return bad("the store sent more chunks than the blob has");
-    if (response.data().size() != crypto::ChunkLength(*blob_size, index)) {
-      return bad("wrong length " + std::to_string(response.data().size()));
+    std::string shape_error;
+    if (got) shape_error = ChunkShapeError(response, index, *blob_size, &proofs[index % 2]);
+    if (got && shape_error.empty()) {
+      worker.Start([&, index] {
+        crypto::Digest leaf = crypto::LeafHash(AsBytes(responses[index % 2].data()));
+        verified = crypto::VerifyMerkleProof(leaf, index, count, proofs[index % 2], cid.root);
+      });
     }
-    if (response.proof_size() > 64) return bad("proof too long");
-    proof.clear();
-    for (const std::string& sibling : response.proof()) {
-      if (sibling.size() != 32) return bad("malformed proof");
-      crypto::Digest d;
-      std::memcpy(d.data(), sibling.data(), 32);
-      proof.push_back(d);
+    if (hashing) {
+      Status sunk = sink.chunk(index - 1, AsBytes(responses[(index - 1) % 2].data()), *blob_size);
+      if (!sunk.ok()) return stop(sunk);
+      *next_index = index;
     }
-    crypto::Digest leaf = crypto::LeafHash(AsBytes(response.data()));
-    if (!crypto::VerifyMerkleProof(leaf, index, count, proof, cid.root)) {
-      return bad("its hash does not lead to the CID");
-    }
-    Status sunk = sink(index, AsBytes(response.data()), *blob_size);
-    if (!sunk.ok()) {
-      ctx.TryCancel();
-      stream->Finish();
-      return sunk;
-    }
-    *next_index = index + 1;
+    if (!got) break;
+    if (!shape_error.empty()) return bad(index, shape_error);
+    hashing = true;
   }
   grpc::Status status = stream->Finish();
   if (!status.ok()) return net::FromGrpcStatus(status);
-  if (*next_index < crypto::ChunkCount(*blob_size)) {
-    return Status::Unavailable("stream ended before the last chunk");
-  }
+  if (*next_index < count) return Status::Unavailable("stream ended before the last chunk");
   return Status::Ok();
 }
 
-Status StoreClient::Download(const crypto::Cid& cid, const ChunkSink& sink) {
+Status StoreClient::Download(const crypto::Cid& cid, const DownloadSink& sink) {
   uint64_t next_index = 0;
   uint64_t blob_size = 0;  // learnt from the endpoint that serves the first chunk
   auto result = WithFailover<bool>([&](Endpoint& endpoint) -> Result<bool> {
@@ -312,16 +399,23 @@ Status StoreClient::Download(const crypto::Cid& cid, const ChunkSink& sink) {
 
 Result<Bytes> StoreClient::Get(const crypto::Cid& cid, uint64_t bytes_max) {
   Bytes out;
-  Status status = Download(cid, [&](uint64_t, ByteSpan data, uint64_t blob_size) -> Status {
+  DownloadSink sink;
+  sink.begin = [&](uint64_t blob_size) -> Status {
     if (blob_size > bytes_max) {
       return Status::FailedPrecondition("blob of " + std::to_string(blob_size) +
                                         " bytes is over the limit of " +
                                         std::to_string(bytes_max) + " for an in-memory read");
     }
-    if (out.empty()) out.reserve(static_cast<size_t>(blob_size));
+    // Verified chunks are appended without a reallocation (bounded by bytes_max).
+    out.reserve(static_cast<size_t>(blob_size));
+    return Status::Ok();
+  };
+  sink.chunk = [&](uint64_t index, ByteSpan data, uint64_t) -> Status {
+    TRUSTMOE_CHECK(out.size() == index * crypto::kChunkBytes);
     out.insert(out.end(), data.begin(), data.end());
     return Status::Ok();
-  });
+  };
+  Status status = Download(cid, sink);
   if (!status.ok()) return status;
   return out;
 }
@@ -332,12 +426,16 @@ Status StoreClient::GetToFile(const crypto::Cid& cid, const std::string& path,
   Fd file;
   file.fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (file.fd < 0) return ErrnoStatus("cannot create", part);
-  Status status = Download(cid, [&](uint64_t index, ByteSpan data, uint64_t blob_size) -> Status {
+  DownloadSink sink;
+  sink.begin = [&](uint64_t blob_size) -> Status {
     if (blob_size > bytes_max) {
       return Status::ResourceExhausted("blob " + cid.ToString() + " of " +
                                        std::to_string(blob_size) + " bytes is over the limit of " +
                                        std::to_string(bytes_max));
     }
+    return Status::Ok();
+  };
+  sink.chunk = [&](uint64_t index, ByteSpan data, uint64_t blob_size) -> Status {
     uint64_t offset = index * crypto::kChunkBytes;
     size_t done = 0;
     while (done < data.size()) {
@@ -349,7 +447,8 @@ Status StoreClient::GetToFile(const crypto::Cid& cid, const std::string& path,
     }
     if (progress) progress(offset + data.size(), blob_size);
     return Status::Ok();
-  });
+  };
+  Status status = Download(cid, sink);
   if (status.ok() && ::fsync(file.fd) != 0) status = ErrnoStatus("cannot sync", part);
   if (status.ok() && ::rename(part.c_str(), path.c_str()) != 0) {
     status = ErrnoStatus("cannot rename into", path);

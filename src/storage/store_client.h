@@ -69,7 +69,8 @@ class StoreClient {
                              const ProgressFn& progress = {});
 
   Result<StoredBlob> Stat(const crypto::Cid& cid);
-  // Verified download into memory (bounded by `bytes_max`).
+  // Verified download into memory. FailedPrecondition, before any chunk is fetched, when the
+  // blob is larger than `bytes_max`; otherwise errors as GetToFile.
   Result<Bytes> Get(const crypto::Cid& cid, uint64_t bytes_max = 1ull << 30);
   // Verified download into `path`: verified chunks go to "<path>.part", renamed to `path` when
   // complete. DataLoss naming the chunk when no endpoint serves it correctly; the bad bytes are
@@ -86,12 +87,21 @@ class StoreClient {
 
  private:
   struct Endpoint;
-  // Receives verified chunks in order; returns non-OK to stop.
-  using ChunkSink = std::function<Status(uint64_t index, ByteSpan data, uint64_t blob_size)>;
+  // Where a download goes. Both are called on the downloading thread; non-OK stops it.
+  struct DownloadSink {
+    // Called with the size a store claims (checked against every chunk later) before the
+    // first chunk is asked for, again for each store asked from chunk 0.
+    std::function<Status(uint64_t blob_size)> begin;
+    // Receives verified chunks in order, each once.
+    std::function<Status(uint64_t index, ByteSpan data, uint64_t blob_size)> chunk;
+  };
   explicit StoreClient(StoreClientOptions options);
-  Status Download(const crypto::Cid& cid, const ChunkSink& sink);
+  Status Download(const crypto::Cid& cid, const DownloadSink& sink);
+  // Streams from `endpoint`, starting at chunk *next_index. Chunk i is hashed on a second
+  // thread while chunk i + 1 is read; it reaches the sink only once verified, so at most two
+  // chunks are held. On return *next_index is the first chunk the sink has not received.
   Status DownloadFrom(Endpoint& endpoint, const crypto::Cid& cid, uint64_t* next_index,
-                      uint64_t* blob_size, const ChunkSink& sink);
+                      uint64_t* blob_size, const DownloadSink& sink);
   using ReadAt = std::function<Status(uint64_t offset, uint8_t* out, size_t n)>;
   Result<StoredBlob> PutFrom(uint64_t size, const ReadAt& read, bool pin,
                              const ProgressFn& progress);

@@ -1,11 +1,17 @@
-// Round trips through StoreClient against a real trustmoe-store on loopback.
+// Round trips through StoreClient against a real trustmoe-store on loopback, and its download
+// pipeline (chunk i verified while chunk i + 1 is read) against an in-test store with a bad chunk.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <atomic>
 #include <tuple>
 
 #include "crypto/cid.h"
+#include "net/transport.h"
 #include "storage/store_client.h"
 #include "tests/storage/store_process.h"
+#include "trustmoe/v1/storage.grpc.pb.h"
 
 namespace trustmoe::storage {
 namespace {
@@ -185,6 +191,173 @@ TEST(StoreClientTest, CreateRefusesBadOptions) {
   // Plaintext to a non-loopback address is refused before any connection.
   auto remote = StoreClient::Create(testing::ClientOptions({"192.0.2.1:7400"}, nullptr));
   EXPECT_EQ(remote.status().code(), StatusCode::kInvalidArgument) << remote.status().ToString();
+}
+
+// Serves one in-memory blob with correct proofs, except for one byte flipped in chunk
+// `flip_chunk`; the stream may end with UNAVAILABLE after `chunks_max` chunks. Counts Get streams.
+class FlippingStore final : public v1::StorageService::Service {
+ public:
+  FlippingStore(Bytes blob, int64_t flip_chunk, int64_t chunks_max = -1)
+      : blob_(std::move(blob)),
+        cid_(crypto::ComputeCid(blob_)),
+        flip_chunk_(flip_chunk),
+        chunks_max_(chunks_max) {
+    std::vector<crypto::Digest> leaves;
+    for (uint64_t i = 0; i < crypto::ChunkCount(blob_.size()); ++i) {
+      leaves.push_back(crypto::LeafHash(ChunkAt(i)));
+    }
+    tree_ = std::make_unique<crypto::MerkleTree>(std::move(leaves));
+  }
+
+  grpc::Status Stat(grpc::ServerContext*, const v1::StatRequest*, v1::BlobInfo* info) override {
+    info->set_cid(cid_.ToString());
+    info->set_size(blob_.size());
+    info->set_chunk_count(crypto::ChunkCount(blob_.size()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
+                   grpc::ServerWriter<v1::GetResponse>* writer) override {
+    get_calls_ += 1;
+    int64_t sent = 0;
+    for (uint64_t index = request->offset() / kMiB; index < crypto::ChunkCount(blob_.size());
+         ++index, ++sent) {
+      if (sent == chunks_max_) return {grpc::StatusCode::UNAVAILABLE, "dropped"};
+      v1::GetResponse response;
+      response.set_index(index);
+      response.set_blob_size(blob_.size());
+      ByteSpan chunk = ChunkAt(index);
+      std::string* data = response.mutable_data();
+      data->assign(chunk.begin(), chunk.end());
+      if (static_cast<int64_t>(index) == flip_chunk_) (*data)[data->size() / 2] ^= 0x20;
+      for (const crypto::Digest& d : tree_->Proof(index)) response.add_proof(d.data(), d.size());
+      if (!writer->Write(response)) return grpc::Status::OK;
+    }
+    return grpc::Status::OK;
+  }
+
+  const crypto::Cid& cid() const { return cid_; }
+  int get_calls() const { return get_calls_.load(); }
+
+ private:
+  ByteSpan ChunkAt(uint64_t index) const {
+    return ByteSpan(blob_).subspan(index * kMiB, crypto::ChunkLength(blob_.size(), index));
+  }
+
+  Bytes blob_;
+  crypto::Cid cid_;
+  int64_t flip_chunk_;
+  int64_t chunks_max_;
+  std::unique_ptr<crypto::MerkleTree> tree_;
+  std::atomic<int> get_calls_{0};
+};
+
+// A FlippingStore served on 127.0.0.1:0, and a client of it alone.
+struct FlippingServer {
+  FlippingServer(Bytes blob, int64_t flip_chunk, int64_t chunks_max, int rounds_max)
+      : service(std::move(blob), flip_chunk, chunks_max) {
+    auto started = net::StartServer("127.0.0.1:0", net::TransportConfig{}, {&service});
+    EXPECT_TRUE(started.ok()) << started.status().ToString();
+    if (!started.ok()) return;
+    server = std::move(started).value();
+    auto created = StoreClient::Create(testing::ClientOptions(
+        {"127.0.0.1:" + std::to_string(server.bound_port)}, nullptr, rounds_max));
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    if (created.ok()) client = std::move(created).value();
+  }
+  ~FlippingServer() {
+    client.reset();
+    if (server.server) server.server->Shutdown();
+  }
+
+  FlippingStore service;
+  net::StartedServer server;
+  std::unique_ptr<StoreClient> client;
+};
+
+const Bytes& SixChunkBlob() {
+  static const Bytes blob = testing::RandomBytes(5 * kMiB + 4321, 91);
+  return blob;
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// The chunk after a bad one is already read (or the stream already ended) when the bad one
+// fails its hash: still nothing past the last good chunk reaches the file, each good chunk
+// reaches it once and in order, and the error names the bad chunk.
+class BadChunkTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(BadChunkTest, NothingPastTheLastGoodChunkIsWritten) {
+  const int64_t bad = GetParam();
+  FlippingServer fake(SixChunkBlob(), bad, -1, /*rounds_max=*/2);
+  ASSERT_NE(fake.client, nullptr);
+  TempDir out;
+  const std::string path = out.Sub("blob.bin");
+  std::vector<uint64_t> done_seen;
+  std::vector<uint64_t> part_sizes;
+  Status status = fake.client->GetToFile(fake.service.cid(), path, [&](uint64_t done, uint64_t) {
+    done_seen.push_back(done);
+    part_sizes.push_back(FileSize(path + ".part"));
+  });
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("chunk " + std::to_string(bad) + " "));
+  std::vector<uint64_t> expected;
+  for (int64_t i = 1; i <= bad; ++i) expected.push_back(static_cast<uint64_t>(i) * kMiB);
+  EXPECT_EQ(done_seen, expected);
+  EXPECT_EQ(part_sizes, expected);  // at each step, the file held exactly the chunks reported
+  EXPECT_FALSE(testing::FileExists(path));
+  EXPECT_FALSE(testing::FileExists(path + ".part"));
+  EXPECT_EQ(fake.client->stats().bad_chunks.load(), 2u);  // the second round resumed at it
+  EXPECT_EQ(fake.client->stats().resumes.load(), bad > 0 ? 1u : 0u);
+  EXPECT_EQ(fake.service.get_calls(), 2);
+
+  auto in_memory = fake.client->Get(fake.service.cid());
+  EXPECT_EQ(in_memory.status().code(), StatusCode::kDataLoss) << in_memory.status().ToString();
+  EXPECT_THAT(in_memory.status().message(),
+              ::testing::HasSubstr("chunk " + std::to_string(bad) + " "));
+}
+
+INSTANTIATE_TEST_SUITE_P(FirstMiddleLast, BadChunkTest, ::testing::Values(0, 3, 5),
+                         [](const auto& info) { return "Chunk" + std::to_string(info.param); });
+
+TEST(StoreClientTest, BadChunkBeforeABrokenStreamIsNamed) {
+  // Chunk 2 is bad and the stream breaks right after chunk 3: the bad chunk is the answer.
+  FlippingServer fake(SixChunkBlob(), /*flip_chunk=*/2, /*chunks_max=*/4, /*rounds_max=*/1);
+  ASSERT_NE(fake.client, nullptr);
+  uint64_t last_done = 0;
+  TempDir out;
+  Status status = fake.client->GetToFile(fake.service.cid(), out.Sub("blob.bin"),
+                                         [&](uint64_t done, uint64_t) { last_done = done; });
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("chunk 2 "));
+  EXPECT_EQ(last_done, 2 * kMiB);
+}
+
+TEST(StoreClientTest, BlobOverTheLimitIsRefusedBeforeAnyChunkIsFetched) {
+  FlippingServer fake(SixChunkBlob(), /*flip_chunk=*/-1, /*chunks_max=*/-1, /*rounds_max=*/1);
+  ASSERT_NE(fake.client, nullptr);
+  const uint64_t size = SixChunkBlob().size();
+  auto got = fake.client->Get(fake.service.cid(), size - 1);
+  EXPECT_EQ(got.status().code(), StatusCode::kFailedPrecondition) << got.status().ToString();
+  TempDir out;
+  const std::string path = out.Sub("blob.bin");
+  Status to_file = fake.client->GetToFile(fake.service.cid(), path, {}, size - 1);
+  EXPECT_EQ(to_file.code(), StatusCode::kResourceExhausted) << to_file.ToString();
+  EXPECT_FALSE(testing::FileExists(path));
+  EXPECT_FALSE(testing::FileExists(path + ".part"));
+  EXPECT_EQ(fake.service.get_calls(), 0);
+
+  // At the limit exactly, both succeed.
+  got = fake.client->Get(fake.service.cid(), size);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == SixChunkBlob());
+  ASSERT_TRUE(fake.client->GetToFile(fake.service.cid(), path, {}, size).ok());
+  auto on_disk = ReadFileBytes(path);
+  ASSERT_TRUE(on_disk.has_value());
+  EXPECT_TRUE(*on_disk == SixChunkBlob());
 }
 
 }  // namespace
