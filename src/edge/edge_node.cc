@@ -1,6 +1,7 @@
 #include "edge/edge_node.h"
 
 #include <chrono>
+#include <future>
 
 #include "common/files.h"
 #include "common/log.h"
@@ -377,25 +378,29 @@ Status EdgeNode::Deliver(const OutboxEntry& entry) {
 }
 
 void EdgeNode::DeliveryLoop() {
-  uint64_t after = 0;
+  // Up to this many results are delivered at once: each waits for its commit (one consensus
+  // round), so one at a time would cap an edge at one result per round.
+  constexpr size_t kParallel = 32;
   auto next_attempt = Clock::now();
   int64_t backoff_ms = config_.outbox_retry_min_ms;
   std::unique_lock lock(mu_);
   while (!stop_) {
     lock.unlock();
-    auto batch = outbox_->Read(after, 16);
-    if (!batch.ok()) {
-      TM_ERROR("outbox: {}", batch.status().ToString());
-    }
+    auto batch = outbox_->Read(0, kParallel);
+    if (!batch.ok()) TM_ERROR("outbox: {}", batch.status().ToString());
     bool failed = false;
-    if (batch.ok()) {
-      for (OutboxEntry& entry : *batch) {
-        if (Clock::now() < next_attempt) break;
-        Status delivered = Deliver(entry);
+    if (batch.ok() && !batch->empty()) {
+      std::vector<std::future<Status>> results;
+      results.reserve(batch->size());
+      for (const OutboxEntry& entry : *batch) {
+        results.push_back(std::async(std::launch::async, [this, &entry] { return Deliver(entry); }));
+      }
+      for (size_t i = 0; i < batch->size(); ++i) {
+        OutboxEntry& entry = (*batch)[i];
+        const Status delivered = results[i].get();
         if (delivered.ok()) {
           if (Status s = outbox_->Remove(entry.seq); !s.ok()) TM_ERROR("outbox: {}", s.ToString());
           delivered_total_->Inc();
-          backoff_ms = config_.outbox_retry_min_ms;
           continue;
         }
         ++entry.attempts;
@@ -415,10 +420,13 @@ void EdgeNode::DeliveryLoop() {
                   delivered.ToString());
         }
         (void)outbox_->RecordAttempt(entry);
+        failed = true;
+      }
+      if (failed) {
         next_attempt = Clock::now() + std::chrono::milliseconds(backoff_ms);
         backoff_ms = std::min(backoff_ms * 2, config_.outbox_retry_max_ms);
-        failed = true;
-        break;  // in order: retry this one first
+      } else {
+        backoff_ms = config_.outbox_retry_min_ms;
       }
     }
     outbox_depth_->Set(static_cast<double>(outbox_->depth()));
@@ -429,7 +437,6 @@ void EdgeNode::DeliveryLoop() {
     } else if (batch.ok() && batch->empty()) {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
     }
-    after = 0;  // rescan from the oldest (delivered entries are gone)
   }
 }
 
