@@ -77,33 +77,13 @@ void EdgeProcess::WriteConfig() const {
 
 Status EdgeProcess::Launch() {
   WriteConfig();
-  const std::string port_file = dir_.Sub("ports");
-  ::unlink(port_file.c_str());
-  const std::string log = dir_.Sub("edge.log");
-  pid_ = storage::testing::Spawn({EdgeBinary(), "--config", dir_.Sub("edge.toml")}, log, log);
-  if (pid_ < 0) return Status::Internal("fork failed");
-  std::string why;
-  bool up = WaitFor(
-      [&] {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          why = "trustmoe-edge exited during start (status " + std::to_string(status) + ")";
-          return true;
-        }
-        std::ifstream in(port_file);
-        return static_cast<bool>(in >> grpc_port_ >> http_port_);
-      },
-      kStartTimeout);
-  if (!up) why = "trustmoe-edge did not write its port file in time";
-  if (!why.empty()) {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-    return Status::Unavailable(why + "; its log:\n" + Log());
-  }
+  auto started = storage::testing::SpawnDaemon(
+      "trustmoe-edge", {EdgeBinary(), "--config", dir_.Sub("edge.toml")}, dir_.Sub("edge.log"),
+      dir_.Sub("ports"), kStartTimeout);
+  if (!started.ok()) return started.status();
+  pid_ = started->pid;
+  grpc_port_ = started->grpc_port;
+  http_port_ = started->http_port;
   return Status::Ok();
 }
 

@@ -152,6 +152,37 @@ bool FileExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+Result<StartedDaemon> SpawnDaemon(const std::string& name, const std::vector<std::string>& argv,
+                                  const std::string& log_path, const std::string& port_file,
+                                  Ms timeout) {
+  ::unlink(port_file.c_str());
+  StartedDaemon d;
+  d.pid = Spawn(argv, log_path, log_path);
+  if (d.pid < 0) return Status::Internal(std::string("fork: ") + std::strerror(errno));
+  std::string why;
+  bool up = WaitFor(
+      [&] {
+        int status = 0;
+        if (::waitpid(d.pid, &status, WNOHANG) == d.pid) {
+          d.pid = -1;
+          why = name + " exited during start (status " + std::to_string(status) + ")";
+          return true;
+        }
+        std::ifstream in(port_file);
+        return static_cast<bool>(in >> d.grpc_port >> d.http_port);
+      },
+      timeout);
+  if (!up) why = name + " did not write its port file in time";
+  if (!why.empty()) {
+    if (d.pid > 0) {
+      ::kill(d.pid, SIGKILL);
+      ::waitpid(d.pid, nullptr, 0);
+    }
+    return Status::Unavailable(why + "; its log:\n" + ReadText(log_path));
+  }
+  return d;
+}
+
 bool WaitFor(const std::function<bool()>& condition, Ms timeout) {
   auto deadline = SteadyClock::now() + timeout;
   while (true) {
@@ -292,28 +323,12 @@ std::unique_ptr<StoreProcess> StoreProcess::Start(StoreProcessOptions options) {
 }
 
 Status StoreProcess::Launch() {
-  const std::string port_file = dir_.Sub("ports");
-  ::unlink(port_file.c_str());
-  pid_ = Spawn({StoreBinary(), "--config", config_path()}, log_path(), log_path());
-  if (pid_ < 0) return Status::Internal(std::string("fork: ") + std::strerror(errno));
-  std::string why;
-  bool up = WaitFor(
-      [&] {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          why = "trustmoe-store exited during start (status " + std::to_string(status) + ")";
-          return true;
-        }
-        std::ifstream in(port_file);
-        return static_cast<bool>(in >> grpc_port_ >> http_port_);
-      },
-      kStartTimeout);
-  if (!up) why = "trustmoe-store did not write its port file in time";
-  if (!why.empty()) {
-    if (pid_ > 0) Kill9();
-    return Status::Unavailable(why + "; its log:\n" + Log());
-  }
+  auto started = SpawnDaemon("trustmoe-store", {StoreBinary(), "--config", config_path()},
+                             log_path(), dir_.Sub("ports"), kStartTimeout);
+  if (!started.ok()) return started.status();
+  pid_ = started->pid;
+  grpc_port_ = started->grpc_port;
+  http_port_ = started->http_port;
   return Status::Ok();
 }
 

@@ -74,6 +74,17 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
 // -1 when fork fails.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
             const std::string& err_path);
+// Spawns a daemon whose config names `port_file` ("<grpc port> <http port>\n", removed first)
+// and waits until it writes it: its pid and ports. Unavailable with the daemon's log when it
+// exits or does not write the file within `timeout` (it is then killed).
+struct StartedDaemon {
+  pid_t pid = -1;
+  int grpc_port = 0;
+  int http_port = 0;
+};
+Result<StartedDaemon> SpawnDaemon(const std::string& name, const std::vector<std::string>& argv,
+                                  const std::string& log_path, const std::string& port_file,
+                                  std::chrono::milliseconds timeout);
 // Waits for `pid` until `timeout`; true and `*status` when it exited.
 bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status);
 // Decodes a waitpid status into `result`.
