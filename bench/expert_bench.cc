@@ -4,7 +4,8 @@
 //
 //   expert_bench [--device cpu|cuda:N] [--dtype bf16|f16|f32] [--shapes small,mixtral]
 //                [--rows 1,8,64,...] [--min-ms MS] [--trials N] [--sections LIST] [--quick]
-//                [--json FILE]
+//                [--rpc-rows 1,64,1024] [--rpc-calls N] [--rpc-threads N]
+//                [--validator-bin PATH] [--store-bin PATH] [--edge-bin PATH] [--json FILE]
 //
 // Sections (--sections, default all of them, run in this order):
 //   check       the runtime's swiglu path (three GEMMs, the gate computed in place) against the
@@ -17,8 +18,15 @@
 //   memory      CUDA only: peak allocated device memory of a runtime holding all 8
 //               Mixtral-shaped experts and of one whose budget holds exactly 2, serving the 8
 //               round robin and reloading evicted ones from their file bytes as the edge does.
-// A section is a function appending to the report; the end-to-end Forward RPC over loopback
-// joins the table in kSections below once the edge daemon exists.
+//   rpc         end to end: 4 trustmoe-validator, a trustmoe-store and a trustmoe-edge (on the
+//               bench's device and dtype) on loopback, the edge registered and one expert per
+//               shape in the store; per shape and --rpc-rows: (a) ExpertRuntime::Forward host
+//               to host in this process against (b) EdgeService.Forward (activations file in,
+//               output and signed result_tx out), p50 latency of sequential calls and rows/s
+//               of --rpc-threads concurrent callers; the commitment checked once per shape;
+//               then how long the edge's outbox took to commit what the calls left in it
+//               (expert_bench_rpc.h). Binaries: --*-bin, else TRUSTMOE_*_BIN, else the build's.
+// A section is a function appending to the report (kSections below).
 //
 // Prints with printf only: this translation unit sees libtorch, whose bundled fmt must not meet
 // spdlog's (docs/gpu.md). Exit 0 whether or not the target is met (it is a report); 1 when
@@ -39,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/expert_bench_rpc.h"
 #include "edge/expert_module.h"
 #include "edge/numeric.h"
 #include "edge/runtime.h"
@@ -87,6 +96,10 @@ struct Options {
   int trials = 2;
   std::vector<std::string> sections;
   std::string json_path;
+  std::vector<int64_t> rpc_rows;
+  int rpc_calls = 50;
+  int rpc_threads = 4;
+  bench::DaemonBinaries binaries = bench::DefaultDaemonBinaries();
 };
 
 struct Report {
@@ -490,6 +503,26 @@ void MemorySection(const Options& o, Report& r) {
                    {"weights_ratio", weights_ratio}};
 }
 
+// ---- section: rpc ----
+
+void RpcSection(const Options& o, Report& r) {
+  bench::RpcOptions ro;
+  ro.device = o.device;
+  ro.dtype = o.dtype;
+  for (const Shape& shape : ShapesOf(o.shapes)) {
+    ro.shapes.push_back({shape.Label(), shape.group, shape.arch, shape.d_model, shape.d_ff});
+  }
+  ro.rows = o.rpc_rows;
+  ro.calls = o.rpc_calls;
+  ro.threads = o.rpc_threads;
+  ro.binaries = o.binaries;
+  ro.expert_file = [&o](const bench::RpcShape& s) -> const Bytes& {
+    return ExpertFile({s.group, s.arch, s.d_model, s.d_ff}, o.dtype);
+  };
+  // Every daemon is stopped by the time RunRpcSection returns, so Die cannot leave one behind.
+  r.j["rpc"] = Must(bench::RunRpcSection(ro), "rpc section");
+}
+
 // ---- flags and main ----
 
 struct Section {
@@ -501,6 +534,7 @@ const Section kSections[] = {
     {"check", CheckSection},
     {"throughput", ThroughputSection},
     {"memory", MemorySection},
+    {"rpc", RpcSection},
 };
 
 void Usage() {
@@ -508,11 +542,18 @@ void Usage() {
       stderr,
       "usage: expert_bench [--device cpu|cuda:N] [--dtype bf16|f16|f32]\n"
       "                    [--shapes small,mixtral] [--rows 1,8,64,256,1024,4096,8192]\n"
-      "                    [--min-ms MS] [--trials N] [--sections check,throughput,memory]\n"
-      "                    [--quick] [--json FILE]\n"
+      "                    [--min-ms MS] [--trials N]\n"
+      "                    [--sections check,throughput,memory,rpc] [--quick]\n"
+      "                    [--rpc-rows 1,64,1024] [--rpc-calls N] [--rpc-threads N]\n"
+      "                    [--validator-bin PATH] [--store-bin PATH] [--edge-bin PATH]\n"
+      "                    [--json FILE]\n"
       "defaults: cuda:0 in bf16 when a GPU is present, with both shapes and all rows;\n"
-      "on the CPU f32, --shapes small --rows 1,64,256. --quick: small shapes, rows\n"
-      "1,64,256, --min-ms 30, no memory section.\n");
+      "on the CPU f32, --shapes small --rows 1,64,256. rpc: --rpc-rows 1,64,1024,\n"
+      "--rpc-calls 50 (20 on the CPU), --rpc-threads 4. --quick: small shapes, rows\n"
+      "1,64,256, --min-ms 30, sections check,throughput; with --sections rpc: --rpc-rows\n"
+      "1,64, --rpc-calls 10.\n"
+      "Binaries: TRUSTMOE_VALIDATOR_BIN, TRUSTMOE_STORE_BIN, TRUSTMOE_EDGE_BIN override the\n"
+      "build's paths; the flags override both.\n");
 }
 
 bool ParseRows(const std::string& s, std::vector<int64_t>* rows) {
@@ -527,7 +568,7 @@ bool ParseRows(const std::string& s, std::vector<int64_t>* rows) {
 }
 
 bool ParseFlags(int argc, char** argv, Options* o) {
-  std::optional<std::string> shapes, rows, dtype, sections, min_ms;
+  std::optional<std::string> shapes, rows, dtype, sections, min_ms, rpc_rows, rpc_calls;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -553,6 +594,18 @@ bool ParseFlags(int argc, char** argv, Options* o) {
       sections = value;
     } else if (arg == "--json") {
       o->json_path = value;
+    } else if (arg == "--rpc-rows") {
+      rpc_rows = value;
+    } else if (arg == "--rpc-calls") {
+      rpc_calls = value;
+    } else if (arg == "--rpc-threads") {
+      o->rpc_threads = std::atoi(value.c_str());
+    } else if (arg == "--validator-bin") {
+      o->binaries.validator = value;
+    } else if (arg == "--store-bin") {
+      o->binaries.store = value;
+    } else if (arg == "--edge-bin") {
+      o->binaries.edge = value;
     } else {
       return false;
     }
@@ -571,6 +624,10 @@ bool ParseFlags(int argc, char** argv, Options* o) {
   if (!ParseRows(rows ? *rows : (small_run ? "1,64,256" : "1,8,64,256,1024,4096,8192"), &o->rows)) {
     return false;
   }
+  if (!ParseRows(rpc_rows ? *rpc_rows : (quick ? "1,64" : "1,64,1024"), &o->rpc_rows)) {
+    return false;
+  }
+  o->rpc_calls = rpc_calls ? std::atoi(rpc_calls->c_str()) : (quick ? 10 : small_run ? 20 : 50);
   o->min_ms = min_ms ? std::atof(min_ms->c_str()) : (quick ? 30 : 100);
   o->sections = SplitList(sections ? *sections : (quick ? "check,throughput" : ""));
   if (o->sections.empty()) {
@@ -582,7 +639,8 @@ bool ParseFlags(int argc, char** argv, Options* o) {
       return false;
     }
   }
-  return o->min_ms > 0 && o->trials >= 1 && !o->shapes.empty();
+  return o->min_ms > 0 && o->trials >= 1 && !o->shapes.empty() && o->rpc_calls >= 1 &&
+         o->rpc_calls <= 100000 && o->rpc_threads >= 1 && o->rpc_threads <= 256;
 }
 
 bool Selected(const Options& o, const char* section) {
