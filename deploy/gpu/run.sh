@@ -5,6 +5,7 @@
 #   deploy/gpu/run.sh            build, test, bench
 #   BENCH_ONLY=1 deploy/gpu/run.sh    build, bench (no tests)
 #   EXPERT_ONLY=1 deploy/gpu/run.sh   build and run only edge_runtime_test and expert_bench
+#   TESTS_ONLY=1 deploy/gpu/run.sh    build, test (no benchmarks)
 # edge_runtime_test (its CPU tests and its RuntimeCuda.* GPU tests) runs on its own, in one
 # process, writing the GPU-vs-CPU error of every row to $OUT/gpu_errors.jsonl;
 # bench/expert_bench writes $OUT/expert_bench.json.
@@ -72,6 +73,9 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     | tee "$out/python_export.txt" || true
 fi
 
+if [ -n "${TESTS_ONLY:-}" ]; then
+  echo "==> benchmarks skipped (TESTS_ONLY)"
+else
 echo "==> benchmarks"
 rm -f "$out/expert_bench.txt" "$out/expert_bench.json"
 if [ -x "$build/bench/expert_bench" ]; then
@@ -85,13 +89,14 @@ if [ -z "${EXPERT_ONLY:-}" ]; then
   "$build/bench/chain_bench" --seconds 10 | tee "$out/chain_bench.txt" \
     || echo "!! chain_bench failed (its validators' logs are in the temp dir it printed)"
 fi
+fi
 
 echo
 echo "==> results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores)"
 if [ -z "${EXPERT_ONLY:-}" ]; then
   [ -f "$out/ctest.log" ] && grep -E "tests passed|failed out of" "$out/ctest.log"
-  grep -E "^ratio" "$out/store_bench.txt"
-  grep -E "^  (ed25519|committed|  commit latency|new view|ledger verify)|^ratio" \
+  grep -sE "^ratio" "$out/store_bench.txt" || true
+  grep -sE "^  (ed25519|committed|  commit latency|new view|ledger verify)|^ratio" \
     "$out/chain_bench.txt" || true
 fi
 if [ -f "$out/edge_runtime_test.log" ]; then
