@@ -8,6 +8,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "common/check.h"
@@ -218,6 +219,24 @@ Cid ComputeCid(ByteSpan data) {
   for (uint64_t i = 0; i < count; ++i) {
     leaves.push_back(LeafHash(data.subspan(i * kChunkBytes, ChunkLength(data.size(), i))));
   }
+  return Cid{MerkleRoot(leaves)};
+}
+
+Cid ComputeCidParallel(ByteSpan data, unsigned threads) {
+  const uint64_t count = ChunkCount(data.size());
+  if (threads <= 1 || count <= 1) return ComputeCid(data);
+  std::vector<Digest> leaves(count);
+  const uint64_t workers = std::min<uint64_t>(threads, count);
+  std::vector<std::thread> pool;
+  pool.reserve(workers - 1);
+  auto hash_share = [&](uint64_t w) {
+    for (uint64_t i = w; i < count; i += workers) {
+      leaves[i] = LeafHash(data.subspan(i * kChunkBytes, ChunkLength(data.size(), i)));
+    }
+  };
+  for (uint64_t w = 1; w < workers; ++w) pool.emplace_back(hash_share, w);
+  hash_share(0);
+  for (std::thread& t : pool) t.join();
   return Cid{MerkleRoot(leaves)};
 }
 

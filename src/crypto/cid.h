@@ -92,6 +92,9 @@ class CidBuilder {
 };
 
 Cid ComputeCid(ByteSpan data);
+// The same CID, the chunks hashed on up to `threads` threads (for large in-memory blobs on a
+// latency path, such as an edge's activations).
+Cid ComputeCidParallel(ByteSpan data, unsigned threads);
 // CID of a file's contents, read in kChunkBytes buffers. NotFound / PermissionDenied / Internal
 // naming the path when it cannot be read.
 Result<Cid> ComputeFileCid(const std::string& path);

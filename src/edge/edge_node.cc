@@ -1,5 +1,6 @@
 #include "edge/edge_node.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 
@@ -17,6 +18,11 @@ using Clock = std::chrono::steady_clock;
 bool IsFinalRefusal(const Status& s) {
   return s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kPermissionDenied ||
          s.code() == StatusCode::kUnauthenticated;
+}
+
+// Threads to hash a tensor of `bytes` for its CID: one per 2 MiB, at most 8.
+unsigned HashThreads(uint64_t bytes) {
+  return static_cast<unsigned>(std::clamp<uint64_t>(bytes >> 21, 1, 8));
 }
 
 }  // namespace
@@ -294,6 +300,10 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
   if (!spec.ok()) return refuse(spec.status());
   auto x = ReadActivations(req.input, spec->d_model, config_.rows_per_request_max);
   if (!x.ok()) return refuse(x.status().WithContext("input"));
+  // The input's CID is hashed while the expert runs (chunks on several threads when large).
+  std::future<crypto::Cid> input_cid = std::async(std::launch::async, [&req] {
+    return crypto::ComputeCidParallel(req.input, HashThreads(req.input.size()));
+  });
 
   HostTensor y;
   std::string grad_output_cid;
@@ -322,14 +332,17 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
     }
     if (!out.ok()) return refuse(out.status());
     y = std::move(out->grad_input);
-    grad_output_cid = crypto::ComputeCid(req.grad_output).ToString();
+    grad_output_cid =
+        crypto::ComputeCidParallel(req.grad_output, HashThreads(req.grad_output.size()))
+            .ToString();
   }
 
   CallResult result;
   TRUSTMOE_ASSIGN_OR_RETURN(result.output, WriteActivations(y));
   result.rows = y.rows;
-  result.input_cid = crypto::ComputeCid(req.input).ToString();
-  result.output_cid = crypto::ComputeCid(result.output).ToString();
+  result.input_cid = input_cid.get().ToString();
+  result.output_cid =
+      crypto::ComputeCidParallel(result.output, HashThreads(result.output.size())).ToString();
   ledger::ExpertResultBody body{req.kind,         req.job,           req.step,
                                 req.expert_cid,   result.input_cid,  grad_output_cid,
                                 result.output_cid, static_cast<uint64_t>(y.rows)};

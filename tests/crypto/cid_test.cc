@@ -76,6 +76,17 @@ TEST(CidTest, ChunkArithmetic) {
   EXPECT_EQ(ChunkCount(uint64_t{1} << 50), uint64_t{1} << 30);
 }
 
+TEST(CidTest, ParallelEqualsSerial) {
+  for (uint64_t size : {uint64_t{0}, uint64_t{5}, kChunkBytes, 3 * kChunkBytes + 17,
+                        9 * kChunkBytes}) {
+    Bytes data(size);
+    for (uint64_t i = 0; i < size; ++i) data[i] = static_cast<uint8_t>((i * 131) ^ (i >> 11));
+    for (unsigned threads : {1u, 2u, 4u, 16u}) {
+      EXPECT_EQ(ComputeCidParallel(data, threads), ComputeCid(data)) << size << " " << threads;
+    }
+  }
+}
+
 TEST(CidTest, BuilderInRandomPiecesEqualsComputeCid) {
   uint32_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
