@@ -51,11 +51,14 @@
 #include "common/log.h"
 #include "crypto/ed25519.h"
 #include "trustmoe/v1/chain.grpc.pb.h"
+#include "bench/bench_util.h"
 
 using namespace trustmoe;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using ::trustmoe::bench::FreePort;
 
 std::string CodeName(grpc::StatusCode code);
 
@@ -158,21 +161,6 @@ bool ParseFlags(int argc, char** argv, Options* o) {
 }
 
 // ---- The cluster: keys, genesis, configs and four validator processes. ----
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);

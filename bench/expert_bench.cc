@@ -51,6 +51,7 @@
 #include "edge/expert_module.h"
 #include "edge/numeric.h"
 #include "edge/runtime.h"
+#include "bench/bench_util.h"
 
 using namespace trustmoe;
 using namespace trustmoe::edge;
@@ -58,6 +59,8 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 namespace {
+
+using ::trustmoe::bench::Count;
 
 constexpr double kTargetRatio = 0.90;
 constexpr int64_t kTargetRows = 1024;
@@ -227,19 +230,6 @@ HostTensor ToHostTensor(const torch::Tensor& t, DType dtype) {
   out.data.resize(static_cast<size_t>(host.numel()) * host.element_size());
   std::memcpy(out.data.data(), host.data_ptr(), out.data.size());
   return out;
-}
-
-// 2.51M, 12.3k, 981: rows per second in a column.
-std::string Count(double v) {
-  char buf[32];
-  if (v >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.3gM", v / 1e6);
-  } else if (v >= 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.3gk", v / 1e3);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%.3g", v);
-  }
-  return buf;
 }
 
 std::string GiB(uint64_t bytes) {

@@ -18,9 +18,12 @@
 #include "edge/numeric.h"
 #include "edge/runtime.h"
 #include "net/transport.h"
+#include "bench/bench_util.h"
 
 namespace trustmoe::bench {
 namespace {
+
+using ::trustmoe::bench::Count;
 
 using edge::DType;
 using edge::HostTensor;
@@ -58,19 +61,6 @@ std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-// 2.51M, 12.3k, 981: rows per second in a column.
-std::string Count(double v) {
-  char buf[32];
-  if (v >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.3gM", v / 1e6);
-  } else if (v >= 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.3gk", v / 1e3);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%.3g", v);
-  }
-  return buf;
 }
 
 void SetDeadline(grpc::ClientContext* ctx, int64_t timeout_ms) {

@@ -20,9 +20,12 @@
 
 #include "chain/ledger/tx.h"
 #include "net/transport.h"
+#include "bench/bench_util.h"
 
 namespace trustmoe::bench {
 namespace {
+
+using ::trustmoe::bench::FreePort;
 
 using Clock = std::chrono::steady_clock;
 
@@ -39,22 +42,6 @@ constexpr uint32_t kCommitTimeoutMs = 30000;
 const char* EnvOr(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
