@@ -2,12 +2,14 @@
 // LedgerApp (certified with the test's validator keys): genesis creation and its bad inputs,
 // the offline ledger commands, a byte flipped in a stored block, proof files, and hostile
 // arguments. Online commands run against real validators in tests/integration.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,9 @@
 #include "common/files.h"
 #include "edge/expert_format.h"
 #include "edge/safetensors.h"
+#include "trustmoe/v1/edge.grpc.pb.h"
+#include "edge/numeric.h"
+#include "chain/ledger/result.h"
 #include "tests/ledger/ledger_fixture.h"
 #include "tests/storage/store_process.h"
 
@@ -741,6 +746,109 @@ TEST(ExpertFileCommandsTest, NewInputAndRunRoundTrip) {
                  dir.path());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("gelu_mlp or swiglu"), std::string::npos) << r.err;
+}
+
+
+// ---- expert call against an edge that lies ----
+
+// An EdgeService that answers Forward with `output` and a commitment whose body the test
+// chooses (signed by `key` for `chain_id`).
+class FakeEdge final : public v1::EdgeService::Service {
+ public:
+  grpc::Status Forward(grpc::ServerContext*, const v1::ForwardRequest* request,
+                       v1::CallResponse* response) override {
+    ledger::ExpertResultBody body;
+    body.kind = ledger::CallKind::kForward;
+    body.job = request->job();
+    body.step = request->step();
+    body.expert_cid = request->expert_cid();
+    body.input_cid = crypto::ComputeCid(AsBytes(request->input())).ToString();
+    body.output_cid = crypto::ComputeCid(output).ToString();
+    body.rows = 1;
+    if (tamper) tamper(&body);
+    ledger::Tx tx = ledger::MakeTx(chain_id, ledger::TxType::kExpertResult, key, 42, body.Encode());
+    Bytes encoded = tx.Encode();
+    const ledger::TxId id = pbft::ComputeTxId(encoded);
+    response->set_output(output.data(), output.size());
+    response->set_result_tx(encoded.data(), encoded.size());
+    response->set_result_id(id.data(), id.size());
+    return grpc::Status::OK;
+  }
+
+  Bytes output;
+  std::string chain_id;
+  crypto::PrivateKey key = ledger::testing::KeyFromByte(30);
+  std::function<void(ledger::ExpertResultBody*)> tamper;
+};
+
+TEST(ExpertCallCommandTest, KeepsTheOutputOnlyWhenTheCommitmentMatches) {
+  TempDir dir;
+  ledger::testing::Validators validators;
+  ledger::Genesis genesis;
+  genesis.chain_id = "calltest";
+  genesis.created_unix_ms = 1;
+  genesis.f = 1;
+  for (size_t i = 0; i < validators.keys.size(); ++i) {
+    genesis.validators.push_back({"v" + std::to_string(i), validators.keys[i].public_key(),
+                                  "127.0.0.1:" + std::to_string(7900 + i)});
+  }
+  genesis.admin_key = ledger::testing::KeyFromByte(9).public_key();
+  WriteFileOrDie(dir.Sub("genesis.json"), genesis.ToJson());
+
+  FakeEdge edge;
+  edge.chain_id = genesis.chain_id;
+  edge::HostTensor y{edge::DType::kF32, 1, 4, edge::FromFloats(edge::DType::kF32, std::vector<float>{1, 2, 3, 4})};
+  edge.output = *edge::WriteActivations(y);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&edge);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_TRUE(server && port > 0);
+
+  edge::HostTensor x{edge::DType::kF32, 1, 4, edge::FromFloats(edge::DType::kF32, std::vector<float>{0, 1, 0, 1})};
+  WriteFileOrDie(dir.Sub("x.safetensors"), *edge::WriteActivations(x));
+  const std::string cid = "sha256-tree:" + std::string(64, 'a');
+  auto call = [&](const std::string& out) {
+    return RunProcess({CliBinary(), "expert", "call", "--edge", "127.0.0.1:" + std::to_string(port),
+                       "--cid", cid, "--input", dir.Sub("x.safetensors"), "-o", dir.Sub(out),
+                       "--genesis", dir.Sub("genesis.json"), "--job", "j1", "--step", "3"},
+                      dir.path());
+  };
+  ProcessResult r = call("ok.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("commitment verified"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("ok.safetensors")));
+
+  // Each lie: a clear refusal, and the output is not kept.
+  const std::vector<std::pair<std::function<void(ledger::ExpertResultBody*)>, std::string>> lies{
+      {[](ledger::ExpertResultBody* b) { b->output_cid = "sha256-tree:" + std::string(64, 'b'); },
+       "output CID"},
+      {[](ledger::ExpertResultBody* b) { b->input_cid = "sha256-tree:" + std::string(64, 'c'); },
+       "input CID"},
+      {[](ledger::ExpertResultBody* b) { b->job = "other-job"; }, "job"},
+      {[](ledger::ExpertResultBody* b) { b->step = 4; }, "step"},
+      {[](ledger::ExpertResultBody* b) { b->expert_cid = "sha256-tree:" + std::string(64, 'd'); },
+       "expert"},
+  };
+  int n = 0;
+  for (const auto& [lie, fragment] : lies) {
+    edge.tamper = lie;
+    const std::string out = "lie" + std::to_string(n++) + ".safetensors";
+    r = call(out);
+    EXPECT_EQ(r.exit_code, 1) << fragment;
+    EXPECT_NE(r.err.find("does not match the call"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.Sub(out))) << fragment;
+  }
+  // A commitment signed for another chain.
+  edge.tamper = nullptr;
+  edge.chain_id = "otherchain";
+  r = call("wrongchain.safetensors");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("commitment"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("wrongchain.safetensors")));
+  server->Shutdown();
 }
 
 }  // namespace
