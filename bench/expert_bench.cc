@@ -52,6 +52,7 @@
 #include "edge/numeric.h"
 #include "edge/runtime.h"
 #include "bench/bench_util.h"
+#include "common/malloc_tuning.h"
 
 using namespace trustmoe;
 using namespace trustmoe::edge;
@@ -640,6 +641,8 @@ bool Selected(const Options& o, const char* section) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As trustmoe-edge does: the runtime-alone figures must not pay page faults the daemon avoids.
+  trustmoe::TuneMallocForStreaming();
   Options o;
   if (!ParseFlags(argc, argv, &o)) {
     Usage();

@@ -9,6 +9,7 @@
 #include "common/files.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/malloc_tuning.h"
 #include "common/signals.h"
 #include "common/systemd.h"
 #include "edge/edge_config.h"
@@ -130,6 +131,9 @@ int Run(const std::string& config_path) {
 }  // namespace trustmoe::edge
 
 int main(int argc, char** argv) {
+  // Activations are megabytes per call: reuse heap buffers instead of a fresh mmap (and its
+  // page faults) for every copy.
+  trustmoe::TuneMallocForStreaming();
   trustmoe::BlockShutdownSignals();
   CLI::App app{"trustmoe-edge: runs TrustMoE experts and commits every result"};
   std::string config_path;
