@@ -39,7 +39,7 @@ struct EdgeConfig {
   std::string dtype = "f32";   // compute dtype "f32", "bf16" or "f16"; the file's "auto" resolved
   uint64_t gpu_memory_bytes_max = 8ull << 30;  // expert weights on the device; LRU evicted above
   uint32_t batch_rows_max = 16384;             // rows run in one batched call
-  int64_t batch_wait_us = 200;  // how long a batch waits for more concurrent requests
+  int64_t batch_wait_us = 0;  // how long a batch waits for more concurrent requests (adds latency)
 
   // [limits]
   uint32_t rows_per_request_max = 8192;      // activation rows in one request

@@ -118,7 +118,7 @@ TEST(EdgeConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(config->dtype, "f32");
   EXPECT_EQ(config->gpu_memory_bytes_max, 8ull << 30);
   EXPECT_EQ(config->batch_rows_max, 16384u);
-  EXPECT_EQ(config->batch_wait_us, 200);
+  EXPECT_EQ(config->batch_wait_us, 0);
   EXPECT_EQ(config->rows_per_request_max, 8192u);
   EXPECT_EQ(config->concurrent_requests_max, 64u);
   EXPECT_EQ(config->tensor_bytes_max, 256ull << 20);
@@ -140,7 +140,7 @@ TEST(EdgeConfigTest, EverySectionIsRead) {
             "[chain]\nvalidators = [\"127.0.0.1:7600\", \"127.0.0.1:7610\"]\n"
             "registration_check_ms = 250\nsubmit_timeout_ms = 5000\n"
             "[runtime]\ndevice = \"cuda:3\"\ndtype = \"f16\"\n"
-            "gpu_memory_bytes_max = 1048576\nbatch_rows_max = 7\nbatch_wait_us = 0\n"
+            "gpu_memory_bytes_max = 1048576\nbatch_rows_max = 7\nbatch_wait_us = 50\n"
             "[limits]\nrows_per_request_max = 5\nconcurrent_requests_max = 2\n"
             "tensor_bytes_max = 1024\n"
             "[cache]\ndir = \"/srv/experts\"\nbytes_max = 2097152\n"
@@ -163,7 +163,7 @@ TEST(EdgeConfigTest, EverySectionIsRead) {
   EXPECT_EQ(config->dtype, "f16");
   EXPECT_EQ(config->gpu_memory_bytes_max, 1048576u);
   EXPECT_EQ(config->batch_rows_max, 7u);
-  EXPECT_EQ(config->batch_wait_us, 0);
+  EXPECT_EQ(config->batch_wait_us, 50);
   EXPECT_EQ(config->rows_per_request_max, 5u);
   EXPECT_EQ(config->concurrent_requests_max, 2u);
   EXPECT_EQ(config->tensor_bytes_max, 1024u);
