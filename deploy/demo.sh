@@ -36,6 +36,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Waits until daemon PID writes its port file (up to TENTHS tenths of a second); shows its
+# log and fails if it exits first.
+wait_for_ports() {
+  local pid=$1 ports=$2 log=$3 tenths=$4
+  for _ in $(seq 1 "$tenths"); do
+    [ -s "$ports" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "no port file from $log after $((tenths / 10)) s" >&2
+  exit 1
+}
+
 echo "==> keys"
 "$cli" keygen -o "$demo/store.key" >/dev/null
 "$cli" keygen -o "$demo/writer.key" | sed 's/^/    /'
@@ -57,11 +70,7 @@ writers = ["$writer_hex", "$edge_hex"]   # the edge uploads the tensors of its r
 TOML
 "$bin/src/storage/trustmoe-store" --config "$demo/store.toml" 2>"$demo/store.log" &
 store_pid=$!
-for _ in $(seq 1 100); do
-  [ -s "$demo/store.ports" ] && break
-  kill -0 "$store_pid" 2>/dev/null || { cat "$demo/store.log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for_ports "$store_pid" "$demo/store.ports" "$demo/store.log" 100
 read -r grpc_port http_port <"$demo/store.ports"
 echo "    gRPC 127.0.0.1:$grpc_port, metrics http://127.0.0.1:$http_port/metrics"
 export TRUSTMOE_STORE="127.0.0.1:$grpc_port" TRUSTMOE_KEY="$demo/writer.key"
@@ -109,11 +118,7 @@ device = "cpu"
 TOML
 "$bin/src/edge/trustmoe-edge" --config "$demo/edge.toml" 2>"$demo/edge.log" &
 edge_pid=$!
-for _ in $(seq 1 300); do
-  [ -s "$demo/edge.ports" ] && break
-  kill -0 "$edge_pid" 2>/dev/null || { cat "$demo/edge.log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for_ports "$edge_pid" "$demo/edge.ports" "$demo/edge.log" 300
 read -r edge_port edge_http <"$demo/edge.ports"
 sleep 1
 echo "    gRPC 127.0.0.1:$edge_port, healthz: $(curl -sS "http://127.0.0.1:$edge_http/healthz")"
