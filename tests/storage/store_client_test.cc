@@ -4,14 +4,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <tuple>
 
 #include "crypto/cid.h"
-#include "net/transport.h"
 #include "storage/store_client.h"
+#include "tests/storage/fake_store.h"
 #include "tests/storage/store_process.h"
-#include "trustmoe/v1/storage.grpc.pb.h"
 
 namespace trustmoe::storage {
 namespace {
@@ -193,86 +191,19 @@ TEST(StoreClientTest, CreateRefusesBadOptions) {
   EXPECT_EQ(remote.status().code(), StatusCode::kInvalidArgument) << remote.status().ToString();
 }
 
-// Serves one in-memory blob with correct proofs, except for one byte flipped in chunk
-// `flip_chunk`; the stream may end with UNAVAILABLE after `chunks_max` chunks. Counts Get streams.
-class FlippingStore final : public v1::StorageService::Service {
- public:
-  FlippingStore(Bytes blob, int64_t flip_chunk, int64_t chunks_max = -1)
-      : blob_(std::move(blob)),
-        cid_(crypto::ComputeCid(blob_)),
-        flip_chunk_(flip_chunk),
-        chunks_max_(chunks_max) {
-    std::vector<crypto::Digest> leaves;
-    for (uint64_t i = 0; i < crypto::ChunkCount(blob_.size()); ++i) {
-      leaves.push_back(crypto::LeafHash(ChunkAt(i)));
-    }
-    tree_ = std::make_unique<crypto::MerkleTree>(std::move(leaves));
-  }
-
-  grpc::Status Stat(grpc::ServerContext*, const v1::StatRequest*, v1::BlobInfo* info) override {
-    info->set_cid(cid_.ToString());
-    info->set_size(blob_.size());
-    info->set_chunk_count(crypto::ChunkCount(blob_.size()));
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
-                   grpc::ServerWriter<v1::GetResponse>* writer) override {
-    get_calls_ += 1;
-    int64_t sent = 0;
-    for (uint64_t index = request->offset() / kMiB; index < crypto::ChunkCount(blob_.size());
-         ++index, ++sent) {
-      if (sent == chunks_max_) return {grpc::StatusCode::UNAVAILABLE, "dropped"};
-      v1::GetResponse response;
-      response.set_index(index);
-      response.set_blob_size(blob_.size());
-      ByteSpan chunk = ChunkAt(index);
-      std::string* data = response.mutable_data();
-      data->assign(chunk.begin(), chunk.end());
-      if (static_cast<int64_t>(index) == flip_chunk_) (*data)[data->size() / 2] ^= 0x20;
-      for (const crypto::Digest& d : tree_->Proof(index)) response.add_proof(d.data(), d.size());
-      if (!writer->Write(response)) return grpc::Status::OK;
-    }
-    return grpc::Status::OK;
-  }
-
-  const crypto::Cid& cid() const { return cid_; }
-  int get_calls() const { return get_calls_.load(); }
-
- private:
-  ByteSpan ChunkAt(uint64_t index) const {
-    return ByteSpan(blob_).subspan(index * kMiB, crypto::ChunkLength(blob_.size(), index));
-  }
-
-  Bytes blob_;
-  crypto::Cid cid_;
-  int64_t flip_chunk_;
-  int64_t chunks_max_;
-  std::unique_ptr<crypto::MerkleTree> tree_;
-  std::atomic<int> get_calls_{0};
-};
-
-// A FlippingStore served on 127.0.0.1:0, and a client of it alone.
+// A fake store (tests/storage/fake_store.h) with one byte flipped in chunk `flip_chunk` and the
+// first stream ending with UNAVAILABLE after `chunks_max` chunks, and a client of it alone.
 struct FlippingServer {
   FlippingServer(Bytes blob, int64_t flip_chunk, int64_t chunks_max, int rounds_max)
-      : service(std::move(blob), flip_chunk, chunks_max) {
-    auto started = net::StartServer("127.0.0.1:0", net::TransportConfig{}, {&service});
-    EXPECT_TRUE(started.ok()) << started.status().ToString();
-    if (!started.ok()) return;
-    server = std::move(started).value();
-    auto created = StoreClient::Create(testing::ClientOptions(
-        {"127.0.0.1:" + std::to_string(server.bound_port)}, nullptr, rounds_max));
-    EXPECT_TRUE(created.ok()) << created.status().ToString();
-    if (created.ok()) client = std::move(created).value();
-  }
-  ~FlippingServer() {
-    client.reset();
-    if (server.server) server.server->Shutdown();
-  }
+      : fake(std::move(blob), testing::Faults{.flip_chunk = flip_chunk,
+                                              .drop_after_chunks = chunks_max,
+                                              .drop_with_error = true}),
+        service(fake.service()),
+        client(testing::ClientFor({fake.endpoint()}, rounds_max)) {}
 
-  FlippingStore service;
-  net::StartedServer server;
-  std::unique_ptr<StoreClient> client;
+  testing::FakeServer fake;
+  testing::FakeStore& service;
+  std::unique_ptr<StoreClient> client;  // destroyed before the server stops
 };
 
 const Bytes& SixChunkBlob() {
