@@ -38,11 +38,12 @@ ExpertFileArgs& Args() {
   return args;
 }
 
+// f32, bf16, f16, or the safetensors names F32, BF16, F16.
 Result<edge::DType> ParseDTypeArg(const std::string& text, const char* flag) {
-  if (text == "f32" || text == "F32") return edge::DType::kF32;
-  if (text == "bf16" || text == "BF16") return edge::DType::kBF16;
-  if (text == "f16" || text == "F16") return edge::DType::kF16;
-  return Status::InvalidArgument(std::string(flag) + " '" + text + "': use f32, bf16 or f16");
+  if (auto upper = edge::ParseDType(text); upper.ok()) return upper;
+  auto lower = edge::ParseDTypeFlag(text);
+  if (!lower.ok()) return lower.status().WithContext(flag);
+  return lower;
 }
 
 Status WriteOut(const std::string& path, const Bytes& bytes) {

@@ -17,13 +17,6 @@ constexpr uint64_t kExpertFileBytesMax = 8ull << 30;
 constexpr uint64_t kActivationsBytesMax = 4ull << 30;
 constexpr int64_t kRowsMax = 1 << 20;
 
-Result<DType> ParseComputeDType(const std::string& text) {
-  if (text == "f32") return DType::kF32;
-  if (text == "bf16") return DType::kBF16;
-  if (text == "f16") return DType::kF16;
-  return Status::InvalidArgument("--compute-dtype '" + text + "': use f32, bf16 or f16");
-}
-
 Status Run(const std::string& expert_path, const std::string& input_path,
            const std::string& output_path, const std::string& device, std::string compute_dtype) {
   auto expert_bytes = ReadFile(expert_path, kExpertFileBytesMax);
@@ -40,7 +33,9 @@ Status Run(const std::string& expert_path, const std::string& input_path,
   RuntimeOptions options;
   options.device = device;
   if (compute_dtype.empty()) compute_dtype = device == "cpu" ? "f32" : "bf16";
-  TRUSTMOE_ASSIGN_OR_RETURN(options.compute_dtype, ParseComputeDType(compute_dtype));
+  auto dtype = ParseDTypeFlag(compute_dtype);
+  if (!dtype.ok()) return dtype.status().WithContext("--compute-dtype");
+  options.compute_dtype = *dtype;
   options.device_bytes_max = UINT64_MAX;
   TRUSTMOE_ASSIGN_OR_RETURN(std::unique_ptr<ExpertRuntime> runtime, ExpertRuntime::Create(options));
   const std::string cid = crypto::ComputeCid(AsBytes(*expert_bytes)).ToString();

@@ -15,17 +15,12 @@
 #include "edge/edge_config.h"
 #include "edge/edge_node.h"
 #include "edge/edge_service.h"
+#include "edge/numeric.h"
 #include "edge/runtime.h"
 #include "net/transport.h"
 
 namespace trustmoe::edge {
 namespace {
-
-DType ComputeDType(const std::string& name) {
-  if (name == "bf16") return DType::kBF16;
-  if (name == "f16") return DType::kF16;
-  return DType::kF32;
-}
 
 int Run(const std::string& config_path) {
   auto config = LoadEdgeConfig(config_path);
@@ -44,7 +39,12 @@ int Run(const std::string& config_path) {
 
   RuntimeOptions runtime_options;
   runtime_options.device = config->device;
-  runtime_options.compute_dtype = ComputeDType(config->dtype);
+  auto dtype = ParseDTypeFlag(config->dtype);  // LoadEdgeConfig resolved and checked it
+  if (!dtype.ok()) {
+    TM_ERROR("runtime: {}", dtype.status().ToString());
+    return 2;
+  }
+  runtime_options.compute_dtype = *dtype;
   runtime_options.device_bytes_max = config->gpu_memory_bytes_max;
   runtime_options.batch_rows_max = config->batch_rows_max;
   runtime_options.batch_wait_us = config->batch_wait_us;

@@ -8,6 +8,13 @@
 
 namespace trustmoe::edge {
 
+Result<DType> ParseDTypeFlag(std::string_view name) {
+  if (name == "f32") return DType::kF32;
+  if (name == "bf16") return DType::kBF16;
+  if (name == "f16") return DType::kF16;
+  return Status::InvalidArgument("'" + std::string(name) + "': use f32, bf16 or f16");
+}
+
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1fu;

@@ -22,6 +22,10 @@ struct HostTensor {
   uint64_t bytes() const { return data.size(); }
 };
 
+// The DType of a lower-case name as configs and flags spell it: "f32", "bf16", "f16".
+// InvalidArgument "'x': use f32, bf16 or f16" for anything else.
+Result<DType> ParseDTypeFlag(std::string_view name);
+
 // IEEE binary16 and bfloat16 from and to float. Narrowing rounds to nearest even; NaN stays
 // NaN, overflow becomes infinity (binary16) as in PyTorch.
 float HalfToFloat(uint16_t h);
