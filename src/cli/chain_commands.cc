@@ -1024,24 +1024,31 @@ Status LedgerNodes() {
                      {"accepted", n.reputation.accepted},
                      {"rejected", n.reputation.rejected},
                      {"strikes", n.reputation.strikes},
+                     {"faults", n.reputation.faults},
+                     {"contradictions", n.reputation.contradictions},
                      {"blacklisted", n.reputation.blacklisted},
-                     {"blacklisted_height", n.reputation.blacklisted_height}});
+                     {"blacklisted_height", n.reputation.blacklisted_height},
+                     {"blacklist_reason", n.reputation.blacklist_reason}});
     }
     PrintJson(all);
     return Status::Ok();
   }
-  std::printf("%-64s %-10s %-20s %-22s %6s %8s %8s %7s %s\n", "KEY", "ROLE", "NAME", "ENDPOINT",
-              "HEIGHT", "ACCEPTED", "REJECTED", "STRIKES", "BLACKLISTED");
+  std::printf("%-64s %-10s %-20s %-22s %6s %8s %8s %7s %6s %7s %s\n", "KEY", "ROLE", "NAME",
+              "ENDPOINT", "HEIGHT", "ACCEPTED", "REJECTED", "STRIKES", "FAULTS", "CONTRA",
+              "BLACKLISTED");
   for (const chain::NodeEntry& n : nodes) {
-    std::string blacklisted = n.reputation.blacklisted
-                                  ? "yes (" + std::to_string(n.reputation.blacklisted_height) + ")"
-                                  : "no";
-    std::printf("%-64s %-10s %-20s %-22s %6llu %8llu %8llu %7u %s\n", n.record.key.Hex().c_str(),
+    std::string blacklisted =
+        n.reputation.blacklisted ? "yes (block " + std::to_string(n.reputation.blacklisted_height) +
+                                       ": " + n.reputation.blacklist_reason + ")"
+                                 : "no";
+    std::printf("%-64s %-10s %-20s %-22s %6llu %8llu %8llu %7u %6u %7llu %s\n",
+                n.record.key.Hex().c_str(),
                 std::string(ledger::NodeRoleName(n.record.role)).c_str(), n.record.name.c_str(),
                 n.record.endpoint.empty() ? "-" : n.record.endpoint.c_str(),
                 static_cast<unsigned long long>(n.record.registered_height),
                 static_cast<unsigned long long>(n.reputation.accepted),
                 static_cast<unsigned long long>(n.reputation.rejected), n.reputation.strikes,
+                n.reputation.faults, static_cast<unsigned long long>(n.reputation.contradictions),
                 blacklisted.c_str());
   }
   std::fprintf(stderr, "%zu nodes, as recorded by %s\n", nodes.size(),
@@ -1473,10 +1480,19 @@ Status ApplyParam(const std::string& text, ledger::ChainParams* p, std::set<std:
   if (key == "view_change_timeout_ms") return i64(&p->view_change_timeout_ms);
   if (key == "max_clock_skew_ms") return i64(&p->max_clock_skew_ms);
   if (key == "strike_threshold") return u32(&p->strike_threshold);
+  if (key == "fault_threshold") return u32(&p->fault_threshold);
+  if (key == "verify_rows_min") return u32(&p->verify_rows_min);
+  if (key == "verify_fraction_ppm") return u32(&p->verify_fraction_ppm);
+  if (key == "verify_deadline_ms") return i64(&p->verify_deadline_ms);
+  if (key == "tolerance_f32_ppm") return u32(&p->tolerance_f32_ppm);
+  if (key == "tolerance_bf16_ppm") return u32(&p->tolerance_bf16_ppm);
+  if (key == "tolerance_f16_ppm") return u32(&p->tolerance_f16_ppm);
   return Status::InvalidArgument(
       "--param: unknown parameter '" + key +
       "' (known: checkpoint_interval, watermark_window, block_txs_max, block_bytes_max, "
-      "tx_bytes_max, view_change_timeout_ms, max_clock_skew_ms, strike_threshold)");
+      "tx_bytes_max, view_change_timeout_ms, max_clock_skew_ms, strike_threshold, "
+      "fault_threshold, verify_rows_min, verify_fraction_ppm, verify_deadline_ms, "
+      "tolerance_f32_ppm, tolerance_bf16_ppm, tolerance_f16_ppm)");
 }
 
 Result<ledger::Genesis> GenesisFromFlags() {

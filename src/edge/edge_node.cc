@@ -12,6 +12,20 @@
 namespace trustmoe::edge {
 namespace {
 
+// The compute dtype as the result commitment records it (it picks the validators' tolerance).
+ledger::ComputeDType LedgerDType(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return ledger::ComputeDType::kBF16;
+    case DType::kF16:
+      return ledger::ComputeDType::kF16;
+    case DType::kF32:
+      break;
+  }
+  return ledger::ComputeDType::kF32;
+}
+
+
 using Clock = std::chrono::steady_clock;
 
 // The chain refused the transaction for good: retrying cannot help.
@@ -345,7 +359,8 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
       crypto::ComputeCidParallel(result.output, HashThreads(result.output.size())).ToString();
   ledger::ExpertResultBody body{req.kind,         req.job,           req.step,
                                 req.expert_cid,   result.input_cid,  grad_output_cid,
-                                result.output_cid, static_cast<uint64_t>(y.rows)};
+                                result.output_cid, static_cast<uint64_t>(y.rows),
+                                LedgerDType(runtime_->options().compute_dtype), config_.device};
   ledger::Tx tx = ledger::MakeTx(genesis_.chain_id, ledger::TxType::kExpertResult, key_,
                                  ledger::FreshNonce(), body.Encode());
   result.result_tx = tx.Encode();

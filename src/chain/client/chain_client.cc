@@ -487,6 +487,9 @@ Result<std::vector<NodeEntry>> ChainClient::ListNodes(const std::string& start_a
           e.reputation.strikes = info.strikes();
           e.reputation.blacklisted = info.blacklisted();
           e.reputation.blacklisted_height = info.blacklisted_height();
+          e.reputation.faults = info.faults();
+          e.reputation.contradictions = info.contradictions();
+          e.reputation.blacklist_reason = info.blacklist_reason();
           out.push_back(std::move(e));
         }
         return out;

@@ -140,6 +140,25 @@ Status Genesis::Validate() const {
   if (p.strike_threshold == 0) {
     return Status::InvalidArgument("genesis: strike_threshold must be at least 1");
   }
+  if (p.fault_threshold == 0) {
+    return Status::InvalidArgument("genesis: fault_threshold must be at least 1");
+  }
+  if (p.verify_rows_min == 0 || p.verify_rows_min > 1000000) {
+    return Status::InvalidArgument("genesis: verify_rows_min must be 1 .. 1000000");
+  }
+  if (p.verify_fraction_ppm > 1000000) {
+    return Status::InvalidArgument("genesis: verify_fraction_ppm must be 0 .. 1000000");
+  }
+  if (p.verify_deadline_ms < 100 || p.verify_deadline_ms > 3600000) {
+    return Status::InvalidArgument("genesis: verify_deadline_ms must be 100 .. 3600000");
+  }
+  for (auto [name, v] : {std::pair{"tolerance_f32_ppm", p.tolerance_f32_ppm},
+                         std::pair{"tolerance_bf16_ppm", p.tolerance_bf16_ppm},
+                         std::pair{"tolerance_f16_ppm", p.tolerance_f16_ppm}}) {
+    if (v == 0 || v > 1000000) {
+      return Status::InvalidArgument(std::string("genesis: ") + name + " must be 1 .. 1000000");
+    }
+  }
   return PbftConfig().Validate().WithContext("genesis");
 }
 
@@ -150,7 +169,9 @@ Bytes Genesis::Canonical() const {
   for (const GenesisValidator& v : validators) w.Str(v.name).Blob(v.key.bytes()).Str(v.endpoint);
   w.U64(params.checkpoint_interval).U64(params.watermark_window).U64(params.block_txs_max);
   w.U64(params.block_bytes_max).U64(params.tx_bytes_max).I64(params.view_change_timeout_ms);
-  w.I64(params.max_clock_skew_ms).U64(params.strike_threshold);
+  w.I64(params.max_clock_skew_ms).U64(params.strike_threshold).U64(params.fault_threshold);
+  w.U64(params.verify_rows_min).U64(params.verify_fraction_ppm).I64(params.verify_deadline_ms);
+  w.U64(params.tolerance_f32_ppm).U64(params.tolerance_bf16_ppm).U64(params.tolerance_f16_ppm);
   return w.Take();
 }
 
@@ -174,7 +195,14 @@ std::string Genesis::ToJson() const {
                  {"tx_bytes_max", params.tx_bytes_max},
                  {"view_change_timeout_ms", params.view_change_timeout_ms},
                  {"max_clock_skew_ms", params.max_clock_skew_ms},
-                 {"strike_threshold", params.strike_threshold}};
+                 {"strike_threshold", params.strike_threshold},
+                 {"fault_threshold", params.fault_threshold},
+                 {"verify_rows_min", params.verify_rows_min},
+                 {"verify_fraction_ppm", params.verify_fraction_ppm},
+                 {"verify_deadline_ms", params.verify_deadline_ms},
+                 {"tolerance_f32_ppm", params.tolerance_f32_ppm},
+                 {"tolerance_bf16_ppm", params.tolerance_bf16_ppm},
+                 {"tolerance_f16_ppm", params.tolerance_f16_ppm}};
   return j.dump(2) + "\n";
 }
 
@@ -217,7 +245,9 @@ Result<Genesis> Genesis::FromJson(std::string_view text) {
     TRUSTMOE_RETURN_IF_ERROR(NoUnknownKeys(
         *ps, where,
         {"checkpoint_interval", "watermark_window", "block_txs_max", "block_bytes_max",
-         "tx_bytes_max", "view_change_timeout_ms", "max_clock_skew_ms", "strike_threshold"}));
+         "tx_bytes_max", "view_change_timeout_ms", "max_clock_skew_ms", "strike_threshold",
+         "fault_threshold", "verify_rows_min", "verify_fraction_ppm", "verify_deadline_ms",
+         "tolerance_f32_ppm", "tolerance_bf16_ppm", "tolerance_f16_ppm"}));
     ChainParams& p = g.params;
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "checkpoint_interval", &p.checkpoint_interval, false));
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "watermark_window", &p.watermark_window, false));
@@ -228,6 +258,16 @@ Result<Genesis> Genesis::FromJson(std::string_view text) {
         Field(*ps, where, "view_change_timeout_ms", &p.view_change_timeout_ms, false));
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "max_clock_skew_ms", &p.max_clock_skew_ms, false));
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "strike_threshold", &p.strike_threshold, false));
+    TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "fault_threshold", &p.fault_threshold, false));
+    TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "verify_rows_min", &p.verify_rows_min, false));
+    TRUSTMOE_RETURN_IF_ERROR(
+        Field(*ps, where, "verify_fraction_ppm", &p.verify_fraction_ppm, false));
+    TRUSTMOE_RETURN_IF_ERROR(
+        Field(*ps, where, "verify_deadline_ms", &p.verify_deadline_ms, false));
+    TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "tolerance_f32_ppm", &p.tolerance_f32_ppm, false));
+    TRUSTMOE_RETURN_IF_ERROR(
+        Field(*ps, where, "tolerance_bf16_ppm", &p.tolerance_bf16_ppm, false));
+    TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "tolerance_f16_ppm", &p.tolerance_f16_ppm, false));
   }
   TRUSTMOE_RETURN_IF_ERROR(g.Validate());
   return g;

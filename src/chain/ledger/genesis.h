@@ -34,8 +34,21 @@ struct ChainParams {
   int64_t view_change_timeout_ms = 1000;
   // A proposed block's time may be at most this far ahead of a validator's clock.
   int64_t max_clock_skew_ms = 5000;
-  // Reputation: a REJECTED verdict is a strike; this many strikes blacklist an edge.
+  // Reputation (docs/verification.md): a REJECTED verdict for availability (output withheld,
+  // fetch deadline) is a strike, one for integrity (mismatch, malformed or wrong-shaped tensor,
+  // unpublished expert) a fault; this many of either blacklist an edge.
   uint32_t strike_threshold = 3;
+  uint32_t fault_threshold = 1;
+  // Re-computation: rows sampled per result, max(verify_rows_min, verify_fraction_ppm of the
+  // rows), at most all rows; how long a validator waits for a result's tensors in the store.
+  uint32_t verify_rows_min = 16;
+  uint32_t verify_fraction_ppm = 50000;
+  int64_t verify_deadline_ms = 10000;
+  // Per-row relative L2 error allowed between the edge's output and the validator's f32
+  // re-computation, by the edge's compute dtype, in parts per million.
+  uint32_t tolerance_f32_ppm = 100;
+  uint32_t tolerance_bf16_ppm = 30000;
+  uint32_t tolerance_f16_ppm = 10000;
   bool operator==(const ChainParams&) const = default;
 };
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/bytes.h"
 #include "crypto/canonical.h"
 
 namespace trustmoe::ledger {
@@ -22,8 +23,10 @@ class ExpertResultHandler : public TxHandler {
     }
     TRUSTMOE_ASSIGN_OR_RETURN(ExpertResultBody body, ExpertResultBody::Decode(tx.body));
     ResultRecord record{tx.signer, tx.nonce, std::move(body), ctx.height, ResultStatus::kPending,
-                        ""};
+                        "", 0};
     state->Put(ResultKey(tx.signer, tx.nonce), record.Encode());
+    state->Put(PendingKey(tx.signer, tx.nonce), Bytes());
+    state->Put(JobResultKey(record.body.job, tx.signer, tx.nonce), Bytes());
     return Status::Ok();
   }
 };
@@ -32,6 +35,26 @@ class ExpertResultHandler : public TxHandler {
 
 std::string_view CallKindName(CallKind kind) {
   return kind == CallKind::kForward ? "forward" : "backward";
+}
+
+std::string_view ComputeDTypeName(ComputeDType dtype) {
+  switch (dtype) {
+    case ComputeDType::kF32:
+      return "f32";
+    case ComputeDType::kBF16:
+      return "bf16";
+    case ComputeDType::kF16:
+      return "f16";
+  }
+  return "unknown";
+}
+
+Result<ComputeDType> ParseComputeDType(std::string_view name) {
+  if (name == "f32") return ComputeDType::kF32;
+  if (name == "bf16") return ComputeDType::kBF16;
+  if (name == "f16") return ComputeDType::kF16;
+  return Status::InvalidArgument("unknown compute dtype '" + std::string(name) +
+                                 "' (f32, bf16 or f16)");
 }
 
 std::string_view ResultStatusName(ResultStatus status) {
@@ -55,7 +78,9 @@ Bytes ExpertResultBody::Encode() const {
       .Str(input_cid)
       .Str(grad_output_cid)
       .Str(output_cid)
-      .U64(rows);
+      .U64(rows)
+      .U8(static_cast<uint8_t>(dtype))
+      .Str(device);
   return w.Take();
 }
 
@@ -76,7 +101,18 @@ Result<ExpertResultBody> ExpertResultBody::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.grad_output_cid, r.Str(kCidBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.output_cid, r.Str(kCidBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.rows, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t dtype, r.U8());
+  if (dtype < 1 || dtype > 3) {
+    return Status::InvalidArgument("expert-result: unknown compute dtype " +
+                                   std::to_string(dtype));
+  }
+  out.dtype = static_cast<ComputeDType>(dtype);
+  TRUSTMOE_ASSIGN_OR_RETURN(out.device, r.Str(kDeviceBytesMax));
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
+  if (out.device.empty() ||
+      out.device.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789:") != std::string::npos) {
+    return Status::InvalidArgument("expert-result: device must be 1..32 of [a-z0-9:]");
+  }
   if (out.job.empty()) return Status::InvalidArgument("expert-result: empty job");
   TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.expert_cid).WithContext("expert-result expert"));
   TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.input_cid).WithContext("expert-result input"));
@@ -98,7 +134,8 @@ Bytes ResultRecord::Encode() const {
       .Blob(body.Encode())
       .U64(height)
       .U8(static_cast<uint8_t>(status))
-      .Str(reason);
+      .Str(reason)
+      .U64(verdict_height);
   return w.Take();
 }
 
@@ -117,6 +154,7 @@ Result<ResultRecord> ResultRecord::Decode(ByteSpan bytes) {
   }
   out.status = static_cast<ResultStatus>(status);
   TRUSTMOE_ASSIGN_OR_RETURN(out.reason, r.Str(kReasonBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(out.verdict_height, r.U64());
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;
 }
@@ -125,6 +163,19 @@ std::string ResultKey(const crypto::PublicKey& edge, uint64_t nonce) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(nonce));
   return "result/" + edge.Hex() + "/" + buf;
+}
+
+std::string PendingKey(const crypto::PublicKey& edge, uint64_t nonce) {
+  return "pending/" + ResultKey(edge, nonce).substr(7);
+}
+
+std::string JobResultPrefix(std::string_view job) {
+  return "job-result/" + ToHex(ByteSpan(reinterpret_cast<const uint8_t*>(job.data()), job.size())) +
+         "/";
+}
+
+std::string JobResultKey(std::string_view job, const crypto::PublicKey& edge, uint64_t nonce) {
+  return JobResultPrefix(job) + ResultKey(edge, nonce).substr(7);
 }
 
 std::shared_ptr<const TxHandler> MakeExpertResultHandler() {

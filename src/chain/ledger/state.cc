@@ -1,6 +1,7 @@
 #include "chain/ledger/state.h"
 
 #include "chain/ledger/result.h"
+#include "chain/ledger/verdict.h"
 
 #include <cstdio>
 
@@ -134,7 +135,8 @@ Result<NodeRecord> NodeRecord::Decode(ByteSpan bytes) {
 
 Bytes Reputation::Encode() const {
   CanonicalWriter w(kReputationDomain);
-  w.U64(accepted).U64(rejected).U32(strikes).Bool(blacklisted).U64(blacklisted_height);
+  w.U64(accepted).U64(rejected).U32(strikes).U32(faults).U64(contradictions);
+  w.Bool(blacklisted).U64(blacklisted_height).Str(blacklist_reason);
   return w.Take();
 }
 
@@ -145,8 +147,11 @@ Result<Reputation> Reputation::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.accepted, r.U64());
   TRUSTMOE_ASSIGN_OR_RETURN(out.rejected, r.U64());
   TRUSTMOE_ASSIGN_OR_RETURN(out.strikes, r.U32());
+  TRUSTMOE_ASSIGN_OR_RETURN(out.faults, r.U32());
+  TRUSTMOE_ASSIGN_OR_RETURN(out.contradictions, r.U64());
   TRUSTMOE_ASSIGN_OR_RETURN(out.blacklisted, r.Bool());
   TRUSTMOE_ASSIGN_OR_RETURN(out.blacklisted_height, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(out.blacklist_reason, r.Str(1024));
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;
 }
@@ -237,6 +242,8 @@ TxRegistry TxRegistry::Default() {
              std::make_shared<PublishExpertHandler>());
   r.Register(static_cast<uint8_t>(TxType::kPublishModel), std::make_shared<PublishModelHandler>());
   r.Register(static_cast<uint8_t>(TxType::kExpertResult), MakeExpertResultHandler());
+  r.Register(static_cast<uint8_t>(TxType::kVote), MakeVoteHandler());
+  r.Register(static_cast<uint8_t>(TxType::kLiftBlacklist), MakeLiftBlacklistHandler());
   return r;
 }
 

@@ -59,13 +59,18 @@ struct NodeRecord {
 };
 
 // canonical("trustmoe/state/reputation/v1", u64 accepted, u64 rejected, u32 strikes,
-//           bool blacklisted, u64 blacklisted_height)
+//           u32 faults, u64 contradictions, bool blacklisted, u64 blacklisted_height,
+//           str blacklist_reason)
+// Edges: verdicts on their results. Validators: votes that contradicted a final verdict.
 struct Reputation {
-  uint64_t accepted = 0;
-  uint64_t rejected = 0;
-  uint32_t strikes = 0;
+  uint64_t accepted = 0;        // results ACCEPTED
+  uint64_t rejected = 0;        // results REJECTED, any reason
+  uint32_t strikes = 0;         // availability rejections since the last lift
+  uint32_t faults = 0;          // integrity rejections since the last lift
+  uint64_t contradictions = 0;  // a validator's votes against the final verdict
   bool blacklisted = false;
   uint64_t blacklisted_height = 0;
+  std::string blacklist_reason;  // the verdict that blacklisted it
   Bytes Encode() const;
   static Result<Reputation> Decode(ByteSpan bytes);
 };

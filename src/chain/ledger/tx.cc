@@ -34,6 +34,7 @@ std::string_view TxTypeName(uint8_t type) {
     case TxType::kVote: return "vote";
     case TxType::kExpertUpdated: return "expert-updated";
     case TxType::kJobRecord: return "job-record";
+    case TxType::kLiftBlacklist: return "lift-blacklist";
   }
   return "unknown";
 }

@@ -40,6 +40,7 @@ enum class TxType : uint8_t {
   kVote = 17,
   kExpertUpdated = 18,
   kJobRecord = 19,
+  kLiftBlacklist = 20,
 };
 std::string_view TxTypeName(uint8_t type);  // "register-node", ..., "unknown"
 

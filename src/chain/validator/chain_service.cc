@@ -144,7 +144,7 @@ class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::Blo
 ChainService::ChainService(Node* node, ChainServiceOptions options, MetricsRegistry* metrics)
     : node_(node), options_(options), metrics_(metrics) {
   watch_gauge_ = metrics->GetGauge("trustmoe_validator_watch_streams", "Open WatchBlocks streams");
-  node_->SetCommitListener([this](uint64_t height) { OnCommit(height); });
+  node_->AddCommitListener([this](uint64_t height) { OnCommit(height); });
 }
 
 ChainService::~ChainService() { Shutdown(); }
@@ -361,6 +361,9 @@ Status ChainService::DoListNodes(const v1::ListNodesRequest& request,
     info->set_strikes(rep.strikes);
     info->set_blacklisted(rep.blacklisted);
     info->set_blacklisted_height(rep.blacklisted_height);
+    info->set_faults(rep.faults);
+    info->set_contradictions(rep.contradictions);
+    info->set_blacklist_reason(rep.blacklist_reason);
   }
   return Status::Ok();
 }

@@ -102,8 +102,9 @@ void Node::InitMetrics() {
 
 Node::~Node() { Stop(); }
 
-void Node::SetCommitListener(std::function<void(uint64_t)> listener) {
-  commit_listener_ = std::move(listener);
+void Node::AddCommitListener(std::function<void(uint64_t)> listener) {
+  std::lock_guard lock(listeners_mu_);
+  commit_listeners_.push_back(std::move(listener));
 }
 
 void Node::Start(PeerSink* peers) {
@@ -369,7 +370,8 @@ void Node::OnCommit(const pbft::CommitAction& commit, std::vector<Reply>* replie
     }
     waiters_.erase(it);  // their deadline entries are skipped when they come due
   }
-  if (commit_listener_) commit_listener_(commit.seq);
+  std::lock_guard lock(listeners_mu_);
+  for (const auto& listener : commit_listeners_) listener(commit.seq);
 }
 
 void Node::ExpireWaiters(std::vector<Reply>* replies) {

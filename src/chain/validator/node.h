@@ -106,9 +106,9 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Called on the consensus thread after each executed block with its height. Set before
-  // Start; must not block.
-  void SetCommitListener(std::function<void(uint64_t height)> listener);
+  // Adds a function called on the consensus thread after each executed block with its height.
+  // Any time (thread-safe); listeners must not block and must outlive the consensus thread.
+  void AddCommitListener(std::function<void(uint64_t height)> listener);
 
   // Starts the consensus thread; `peers` (not owned) must outlive Stop().
   void Start(PeerSink* peers);
@@ -186,7 +186,8 @@ class Node {
   std::unique_ptr<ledger::LedgerStore> store_;
   std::unique_ptr<ledger::LedgerApp> app_;
   std::unique_ptr<pbft::Replica> replica_;
-  std::function<void(uint64_t)> commit_listener_;
+  std::mutex listeners_mu_;
+  std::vector<std::function<void(uint64_t)>> commit_listeners_;
   PeerSink* peers_ = nullptr;
 
   // Event queue.
