@@ -266,6 +266,9 @@ TEST_F(ExecuteTest, ExpertResultsAreRecordedPendingForRegisteredEdgesOnly) {
   auto result = [&](const crypto::PrivateKey& k, uint64_t nonce, const ExpertResultBody& b) {
     return MakeTx(kChain, TxType::kExpertResult, k, nonce, b.Encode());
   };
+  ASSERT_TRUE(Run(MakeTx(kChain, TxType::kPublishExpert, researcher, 3,
+                         PublishExpert{cid('a'), "e", "swiglu", 100}.Encode()))
+                  .ok());
   EXPECT_EQ(Run(result(stranger, 1, body)).code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(Run(result(researcher, 1, body)).code(), StatusCode::kPermissionDenied);
   ASSERT_TRUE(Run(result(edge, 77, body)).ok());
@@ -301,6 +304,24 @@ TEST_F(ExecuteTest, ExpertResultsAreRecordedPendingForRegisteredEdgesOnly) {
   backward.kind = CallKind::kBackward;
   backward.grad_output_cid = cid('d');
   EXPECT_TRUE(Run(result(edge, 86, backward)).ok());
+  EXPECT_TRUE(state_.map.count(PendingKey(edge.public_key(), 86)));
+  EXPECT_TRUE(state_.map.count(JobResultKey("job-1", edge.public_key(), 86)));
+
+  // A result for an expert nobody published is REJECTED as it is ordered, without votes, and
+  // (fault_threshold 1) blacklists its edge: its next result is refused.
+  ExpertResultBody unpublished = body;
+  unpublished.expert_cid = cid('e');
+  ASSERT_TRUE(Run(result(edge, 87, unpublished)).ok());
+  auto rejected = ResultRecord::Decode(state_.map.at(ResultKey(edge.public_key(), 87)));
+  ASSERT_TRUE(rejected.ok());
+  EXPECT_EQ(rejected->status, ResultStatus::kRejected);
+  EXPECT_TRUE(rejected->reason.starts_with("expert-not-published")) << rejected->reason;
+  EXPECT_FALSE(state_.map.count(PendingKey(edge.public_key(), 87)));
+  auto rep = Reputation::Decode(state_.map.at(ReputationKey(edge.public_key())));
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->blacklisted);
+  EXPECT_EQ(rep->faults, 1u);
+  EXPECT_EQ(Run(result(edge, 88, body)).code(), StatusCode::kPermissionDenied);
 }
 
 TEST_F(ExecuteTest, BlacklistedSignersAreRefused) {

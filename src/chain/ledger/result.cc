@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "chain/ledger/verdict.h"
 #include "common/bytes.h"
 #include "crypto/canonical.h"
 
@@ -24,9 +25,17 @@ class ExpertResultHandler : public TxHandler {
     TRUSTMOE_ASSIGN_OR_RETURN(ExpertResultBody body, ExpertResultBody::Decode(tx.body));
     ResultRecord record{tx.signer, tx.nonce, std::move(body), ctx.height, ResultStatus::kPending,
                         "", 0};
+    state->Put(JobResultKey(record.body.job, tx.signer, tx.nonce), Bytes());
+    TRUSTMOE_ASSIGN_OR_RETURN(auto published, state->Get(ExpertKey(record.body.expert_cid)));
+    if (!published.has_value()) {
+      // Decided here, by every replica alike, without votes: the edge signed a result for an
+      // expert version nobody published (an honest edge checks before it runs one).
+      return ApplyVerdict(ctx, Verdict::kRejected, RejectReason::kExpertNotPublished,
+                          record.body.expert_cid + " is not published on the ledger", &record,
+                          state);
+    }
     state->Put(ResultKey(tx.signer, tx.nonce), record.Encode());
     state->Put(PendingKey(tx.signer, tx.nonce), Bytes());
-    state->Put(JobResultKey(record.body.job, tx.signer, tx.nonce), Bytes());
     return Status::Ok();
   }
 };

@@ -43,32 +43,32 @@ Status AddContradiction(StateOverlay* state, const Genesis& genesis, uint32_t va
   return Status::Ok();
 }
 
-// Applies the final verdict `verdict` to `record` and the edge's reputation; counts the votes
-// against it as contradictions.
-Status Finalize(const TxContext& ctx, Verdict verdict, const std::vector<VoteRecord>& votes,
-                ResultRecord* record, StateOverlay* state) {
-  record->status = verdict == Verdict::kAccepted ? ResultStatus::kAccepted : ResultStatus::kRejected;
-  record->verdict_height = ctx.height;
-  RejectReason final_reason = RejectReason::kNone;
-  if (verdict == Verdict::kRejected) {
-    // The reason most rejecting voters give; ties go to the lower reason code. The detail is
-    // that of the lowest validator id giving it.
-    std::array<uint32_t, kRejectReasonMax + 1> counts{};
-    for (const VoteRecord& v : votes) {
-      if (v.verdict == Verdict::kRejected) ++counts[static_cast<uint8_t>(v.reason)];
-    }
-    uint8_t best = 1;
-    for (uint8_t r = 1; r <= kRejectReasonMax; ++r) {
-      if (counts[r] > counts[best]) best = r;
-    }
-    final_reason = static_cast<RejectReason>(best);
-    for (const VoteRecord& v : votes) {  // sorted by validator id
-      if (v.verdict == Verdict::kRejected && v.reason == final_reason) {
-        record->reason = VerdictReasonText(v.reason, v.detail);
-        break;
-      }
+// The reason most rejecting voters give (ties go to the lower code) and the detail of the
+// lowest validator id giving it; `votes` are sorted by validator id.
+std::pair<RejectReason, std::string> MajorityReason(const std::vector<VoteRecord>& votes) {
+  std::array<uint32_t, kRejectReasonMax + 1> counts{};
+  for (const VoteRecord& v : votes) {
+    if (v.verdict == Verdict::kRejected) ++counts[static_cast<uint8_t>(v.reason)];
+  }
+  uint8_t best = 1;
+  for (uint8_t r = 1; r <= kRejectReasonMax; ++r) {
+    if (counts[r] > counts[best]) best = r;
+  }
+  for (const VoteRecord& v : votes) {
+    if (v.verdict == Verdict::kRejected && static_cast<uint8_t>(v.reason) == best) {
+      return {v.reason, v.detail};
     }
   }
+  return {static_cast<RejectReason>(best), ""};
+}
+
+}  // namespace
+
+Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
+                    std::string_view detail, ResultRecord* record, StateOverlay* state) {
+  record->status = verdict == Verdict::kAccepted ? ResultStatus::kAccepted : ResultStatus::kRejected;
+  record->verdict_height = ctx.height;
+  record->reason = verdict == Verdict::kRejected ? VerdictReasonText(reason, detail) : "";
   state->Erase(PendingKey(record->edge, record->nonce));
   state->Put(ResultKey(record->edge, record->nonce), record->Encode());
 
@@ -77,7 +77,7 @@ Status Finalize(const TxContext& ctx, Verdict verdict, const std::vector<VoteRec
     ++rep.accepted;
   } else {
     ++rep.rejected;
-    if (IsAvailabilityReason(final_reason)) {
+    if (IsAvailabilityReason(reason)) {
       ++rep.strikes;
     } else {
       ++rep.faults;
@@ -94,7 +94,19 @@ Status Finalize(const TxContext& ctx, Verdict verdict, const std::vector<VoteRec
     }
   }
   state->Put(ReputationKey(record->edge), rep.Encode());
+  return Status::Ok();
+}
 
+namespace {
+
+// Finalizes `record` with `verdict` from `votes` and counts the votes against it as
+// contradictions.
+Status Finalize(const TxContext& ctx, Verdict verdict, const std::vector<VoteRecord>& votes,
+                ResultRecord* record, StateOverlay* state) {
+  auto [reason, detail] = verdict == Verdict::kRejected
+                              ? MajorityReason(votes)
+                              : std::pair<RejectReason, std::string>{RejectReason::kNone, ""};
+  TRUSTMOE_RETURN_IF_ERROR(ApplyVerdict(ctx, verdict, reason, detail, record, state));
   for (const VoteRecord& v : votes) {
     if (v.verdict != verdict) {
       TRUSTMOE_RETURN_IF_ERROR(AddContradiction(state, *ctx.genesis, v.validator));

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
 #include "common/bytes.h"
@@ -89,6 +90,12 @@ struct LiftBlacklist {
 
 // The "reason" text stored with a REJECTED result: "<reason name>: <detail>".
 std::string VerdictReasonText(RejectReason reason, std::string_view detail);
+
+// Records the final `verdict` on `record` (status, reason text, verdict height; the pending
+// index goes) and on the edge's reputation: accepted or rejected, a strike or a fault by the
+// reason, and the blacklisting once either reaches its genesis threshold.
+Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
+                    std::string_view detail, ResultRecord* record, StateOverlay* state);
 
 // Handlers of TxType::kVote and kLiftBlacklist (registered in TxRegistry::Default()).
 //  vote: signer must be a genesis validator (PermissionDenied), the result must exist
