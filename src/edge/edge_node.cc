@@ -241,6 +241,30 @@ Status EdgeNode::Admit() {
   return Status::Ok();
 }
 
+Status EdgeNode::CheckPublished(const std::string& cid_text) {
+  {
+    std::lock_guard lock(published_mu_);
+    if (published_.count(cid_text) > 0) return Status::Ok();
+  }
+  TRUSTMOE_RETURN_IF_ERROR(ledger::CheckCidSyntax(cid_text).WithContext("expert_cid"));
+  const std::string key = ledger::ExpertKey(cid_text);
+  auto page = chain_->ScanState(key, "", 1);
+  if (!page.ok()) {
+    return Status::Unavailable("cannot ask the chain whether expert " + cid_text +
+                               " is published: " + page.status().ToString());
+  }
+  if (page->entries.empty() || page->entries.front().first != key) {
+    // The chain rejects (and counts as a fault) a result for an unpublished expert.
+    return Status::FailedPrecondition("expert " + cid_text +
+                                      " is not published on the ledger; a researcher publishes "
+                                      "it with `trustmoe expert publish`");
+  }
+  // A published CID stays published: remembered for good.
+  std::lock_guard lock(published_mu_);
+  published_.insert(cid_text);
+  return Status::Ok();
+}
+
 Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
   if (runtime_->Holds(cid_text)) {
     auto spec = runtime_->Spec(cid_text);
@@ -309,6 +333,9 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
       req.grad_output.size() > config_.tensor_bytes_max) {
     return refuse(Status::ResourceExhausted("a tensor is larger than tensor_bytes_max (" +
                                             std::to_string(config_.tensor_bytes_max) + ")"));
+  }
+  if (Status published = CheckPublished(req.expert_cid); !published.ok()) {
+    return refuse(published);
   }
   auto spec = EnsureLoaded(req.expert_cid);
   if (!spec.ok()) return refuse(spec.status());

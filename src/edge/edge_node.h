@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -113,6 +114,9 @@ class EdgeNode {
 
  private:
   Status Admit();
+  // Ok when the expert CID is published on the ledger (asked once per CID);
+  // FailedPrecondition when it is not, Unavailable when the chain cannot be asked.
+  Status CheckPublished(const std::string& cid);
   Result<ExpertSpec> EnsureLoaded(const std::string& cid);
   void RegistrationLoop();
   void DeliveryLoop();
@@ -140,6 +144,9 @@ class EdgeNode {
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> rows_{0};
   std::mutex load_mu_;  // one expert load at a time
+  // Expert CIDs seen published on the ledger (a publication is never undone).
+  std::mutex published_mu_;
+  std::set<std::string> published_;
   std::thread registration_thread_;
   std::thread delivery_thread_;
 

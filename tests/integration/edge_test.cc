@@ -149,6 +149,15 @@ class World {
     if (!put.ok()) return nullptr;
     w->expert_cid = put->cid.ToString();
     EXPECT_EQ(w->expert_cid, crypto::ComputeCid(w->expert_file).ToString());
+    // Edges run published experts only.
+    ledger::PublishExpert publish{w->expert_cid, "it/expert", std::string(kArchSwiglu),
+                                  w->expert_file.size()};
+    auto published = w->chain->Submit(
+        ledger::MakeTx(w->cluster->genesis().chain_id, ledger::TxType::kPublishExpert,
+                       w->cluster->admin(), ledger::FreshNonce(), publish.Encode())
+            .Encode());
+    EXPECT_TRUE(published.ok()) << published.status().ToString();
+    if (!published.ok()) return nullptr;
     auto runtime = ExpertRuntime::Create(RuntimeOptions{});
     EXPECT_TRUE(runtime.ok()) << runtime.status().ToString();
     if (!runtime.ok()) return nullptr;

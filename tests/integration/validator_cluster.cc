@@ -45,7 +45,8 @@ int FreePort() {
   return port;
 }
 
-std::unique_ptr<ValidatorCluster> ValidatorCluster::Start(uint32_t f, ledger::ChainParams params) {
+std::unique_ptr<ValidatorCluster> ValidatorCluster::Start(uint32_t f, ledger::ChainParams params,
+                                                         const VerifyConfig& verify) {
   std::unique_ptr<ValidatorCluster> c(new ValidatorCluster());
   const uint32_t n = 3 * f + 1;
   c->admin_ = crypto::PrivateKey::Generate().value();
@@ -71,6 +72,13 @@ std::unique_ptr<ValidatorCluster> ValidatorCluster::Start(uint32_t f, ledger::Ch
                          "genesis = \"" + c->genesis_path() + "\"\n" +
                          "port_file = \"" + c->Sub(i, "ports") + "\"\n" +
                          "[http]\nlisten = \"127.0.0.1:0\"\n";
+    if (!verify.store.empty() && verify.off.count(i) == 0) {
+      config += "[verify]\nstore = [";
+      for (size_t s = 0; s < verify.store.size(); ++s) {
+        config += (s > 0 ? ", \"" : "\"") + verify.store[s] + "\"";
+      }
+      config += "]\nthreads = " + std::to_string(verify.threads) + "\nresubmit_ms = 3000\n";
+    }
     WriteFileOrDie(c->Sub(i, "validator.toml"), config);
   }
   for (uint32_t i = 0; i < n; ++i) {
@@ -81,6 +89,12 @@ std::unique_ptr<ValidatorCluster> ValidatorCluster::Start(uint32_t f, ledger::Ch
     }
   }
   return c;
+}
+
+crypto::PrivateKey ValidatorCluster::key(uint32_t i) const {
+  auto key = crypto::PrivateKey::LoadPem(Sub(i, "key.pem"));
+  EXPECT_TRUE(key.ok()) << key.status().ToString();
+  return key.ok() ? *key : crypto::PrivateKey();
 }
 
 ValidatorCluster::~ValidatorCluster() {

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,11 +24,21 @@ const char* ValidatorBinary();
 // A free TCP port on 127.0.0.1 (bound and released; the caller binds it soon after).
 int FreePort();
 
+// Verification by the validators ([verify] of their configs): off unless `store` is set.
+struct VerifyConfig {
+  std::vector<std::string> store;  // trustmoe-store endpoints
+  std::set<uint32_t> off;          // members that do not verify (a byzantine one, in tests)
+  uint32_t threads = 2;
+};
+
 class ValidatorCluster {
  public:
   // Writes keys, genesis and configs and starts `n` validators (n = 3f + 1); fails the test and
   // returns nullptr when one does not come up.
-  static std::unique_ptr<ValidatorCluster> Start(uint32_t f = 1, ledger::ChainParams params = {});
+  static std::unique_ptr<ValidatorCluster> Start(uint32_t f = 1, ledger::ChainParams params = {},
+                                                 const VerifyConfig& verify = {});
+  // Member i's identity key (for tests that act as a byzantine validator).
+  crypto::PrivateKey key(uint32_t i) const;
   ~ValidatorCluster();  // stops every validator
 
   uint32_t size() const { return static_cast<uint32_t>(members_.size()); }

@@ -1,8 +1,10 @@
 #include "chain/validator/chain_service.h"
 
 #include <algorithm>
+#include <deque>
 #include <exception>
 
+#include "chain/validator/verdict_feed.h"
 #include "common/log.h"
 #include "net/transport.h"
 
@@ -41,14 +43,15 @@ void FillTxInfo(const ledger::TxWithProof& tx, v1::TxInfo* info) {
 // One WatchBlocks stream: writes block next_ when it is committed and no write is in flight.
 // Owned by gRPC until OnDone, and by callers holding a reference (ChainService::OnCommit and
 // Shutdown); deleted when both let go.
-class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::BlockInfo> {
+class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::BlockInfo>,
+                                         public ChainService::Watch {
  public:
   WatchReactor(ChainService* service, uint64_t from_height)
       : service_(service), next_(std::max<uint64_t>(from_height, 1)) {}
 
   void Begin() {
     Status refusal;
-    if (!service_->RegisterWatch(this, &refusal)) {
+    if (!service_->RegisterWatch(this, "WatchBlocks", &refusal)) {
       std::lock_guard lock(mu_);
       FinishLocked(net::ToGrpcStatus(refusal));
       return;
@@ -57,11 +60,11 @@ class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::Blo
   }
 
   // A block was committed, or shutdown asks the stream to end.
-  void Pump() {
+  void Pump() override {
     std::lock_guard lock(mu_);
     PumpLocked();
   }
-  void End() {
+  void End() override {
     std::lock_guard lock(mu_);
     end_requested_ = true;
     PumpLocked();
@@ -86,11 +89,6 @@ class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::Blo
   void OnDone() override {
     service_->UnregisterWatch(this);
     Unref();
-  }
-
-  void Ref() { refs_.fetch_add(1); }
-  void Unref() {
-    if (refs_.fetch_sub(1) == 1) delete this;
   }
 
  private:
@@ -136,14 +134,158 @@ class ChainService::WatchReactor final : public grpc::ServerWriteReactor<v1::Blo
   bool finished_ = false;
   bool end_requested_ = false;
   v1::BlockInfo message_;
-  std::atomic<int> refs_{1};
+};
+
+// ---- WatchVerdicts ----
+
+// One WatchVerdicts stream. It walks the blocks from the filter's from_height on; for each it
+// lists the verdicts the block finalized (VerdictsOfBlock) and writes them one at a time.
+// Ledger reads happen outside the lock, by one caller at a time (`reading_`): a commit that
+// arrives meanwhile returns at once and the reader looks at the new head before it stops, so
+// the consensus thread never waits for a long replay. Owned like WatchReactor.
+class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::VerdictInfo>,
+                                           public ChainService::Watch {
+ public:
+  VerdictReactor(ChainService* service, VerdictFilter filter)
+      : service_(service), filter_(std::move(filter)), next_height_(filter_.from_height) {}
+
+  void Begin() {
+    Status refusal;
+    if (!service_->RegisterWatch(this, "WatchVerdicts", &refusal)) {
+      std::lock_guard lock(mu_);
+      FinishLocked(net::ToGrpcStatus(refusal));
+      return;
+    }
+    Pump();
+  }
+
+  void Pump() override {
+    Ref();  // a reader outside the lock keeps the reactor alive
+    {
+      std::unique_lock lock(mu_);
+      PumpLocked(lock);
+    }
+    Unref();
+  }
+  void End() override {
+    {
+      std::lock_guard lock(mu_);
+      end_requested_ = true;
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      if (!ok) {
+        FinishLocked(grpc::Status::CANCELLED);
+        return;
+      }
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    end_requested_ = true;
+    cancelled_ = true;
+    if (!writing_ && !reading_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    service_->UnregisterWatch(this);
+    Unref();
+  }
+
+ private:
+  // Writes the next verdict, or reads until there is one, the head is reached or the stream
+  // ends. Called with `lock` held; releases it around ledger reads.
+  void PumpLocked(std::unique_lock<std::mutex>& lock) {
+    // The reader in progress looks at the head and end_requested_ again before it stops.
+    if (reading_) return;
+    while (!finished_ && !writing_) {
+      if (end_requested_) {
+        FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+        return;
+      }
+      Status read;
+      if (!pending_.empty()) {
+        ResultId id = pending_.front();
+        read = ReadOutsideLock(lock, [&] {
+          return ReadVerdictInfo(service_->node_->store(), id,
+                                 service_->node_->genesis().validators.size(), &message_);
+        });
+        if (!read.ok()) return FailLocked(read);
+        pending_.pop_front();
+        writing_ = true;
+        StartWrite(&message_);
+        return;
+      }
+      if (filter_.to_height != 0 && next_height_ > filter_.to_height) {
+        FinishLocked(grpc::Status::OK);
+        return;
+      }
+      if (next_height_ > service_->node_->store().Head().height) return;  // woken by a commit
+      std::vector<ResultId> found;
+      const uint64_t height = next_height_;
+      read = ReadOutsideLock(lock, [&]() -> Status {
+        TRUSTMOE_ASSIGN_OR_RETURN(found, VerdictsOfBlock(service_->node_->store(), height, filter_));
+        return Status::Ok();
+      });
+      if (!read.ok()) return FailLocked(read);
+      pending_.assign(found.begin(), found.end());
+      ++next_height_;
+    }
+  }
+
+  // Runs `read` with the lock released and reading_ set; exceptions become Internal.
+  template <typename Fn>
+  Status ReadOutsideLock(std::unique_lock<std::mutex>& lock, Fn read) {
+    reading_ = true;
+    lock.unlock();
+    Status status;
+    try {
+      status = read();
+    } catch (const std::exception& e) {
+      status = Status::Internal(std::string("reading the ledger: ") + e.what());
+    }
+    lock.lock();
+    reading_ = false;
+    return status;
+  }
+
+  void FailLocked(const Status& status) {
+    service_->Refused(status, "WatchVerdicts");
+    FinishLocked(net::ToGrpcStatus(status));
+  }
+
+  void FinishLocked(grpc::Status status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(status));
+  }
+
+  ChainService* service_;
+  const VerdictFilter filter_;
+  std::mutex mu_;
+  uint64_t next_height_;             // the next block to look into
+  std::deque<ResultId> pending_;     // verdicts of the last block looked into, not yet written
+  bool writing_ = false;
+  bool reading_ = false;             // a caller reads the ledger with the lock released
+  bool finished_ = false;
+  bool end_requested_ = false;
+  bool cancelled_ = false;
+  v1::VerdictInfo message_;
 };
 
 // ---- Service ----
 
 ChainService::ChainService(Node* node, ChainServiceOptions options, MetricsRegistry* metrics)
     : node_(node), options_(options), metrics_(metrics) {
-  watch_gauge_ = metrics->GetGauge("trustmoe_validator_watch_streams", "Open WatchBlocks streams");
+  watch_gauge_ = metrics->GetGauge("trustmoe_validator_watch_streams",
+                                   "Open WatchBlocks and WatchVerdicts streams");
   node_->AddCommitListener([this](uint64_t height) { OnCommit(height); });
 }
 
@@ -278,6 +420,24 @@ grpc::ServerUnaryReactor* ChainService::GetGenesis(grpc::CallbackServerContext* 
 grpc::ServerWriteReactor<v1::BlockInfo>* ChainService::WatchBlocks(
     grpc::CallbackServerContext*, const v1::WatchBlocksRequest* request) {
   auto* reactor = new WatchReactor(this, request->from_height());
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::VerdictInfo>* ChainService::WatchVerdicts(
+    grpc::CallbackServerContext*, const v1::WatchVerdictsRequest* request) {
+  Result<VerdictFilter> filter = ParseVerdictFilter(*request);
+  if (!filter.ok()) {
+    // A reactor that only refuses: never registered, finished before it is returned.
+    class Refusal final : public grpc::ServerWriteReactor<v1::VerdictInfo> {
+     public:
+      explicit Refusal(const Status& status) { Finish(net::ToGrpcStatus(status)); }
+      void OnDone() override { delete this; }
+    };
+    Refused(filter.status(), "WatchVerdicts");
+    return new Refusal(filter.status());
+  }
+  auto* reactor = new VerdictReactor(this, std::move(filter).value());
   reactor->Begin();
   return reactor;
 }
@@ -431,54 +591,54 @@ Status ChainService::DoScanState(const v1::ScanStateRequest& request,
 
 // ---- Watches ----
 
-bool ChainService::RegisterWatch(WatchReactor* reactor, Status* refusal) {
-  std::lock_guard lock(mu_);
-  if (shut_down_) {
-    *refusal = Status::Unavailable("validator is shutting down");
-  } else if (watches_.size() >= options_.watch_streams_max) {
-    *refusal = Status::ResourceExhausted("validator serves its maximum of " +
-                                         std::to_string(options_.watch_streams_max) +
-                                         " WatchBlocks streams; retry later");
-  } else {
-    watches_.insert(reactor);
-    watch_gauge_->Set(static_cast<double>(watches_.size()));
-    return true;
+bool ChainService::RegisterWatch(Watch* watch, const char* rpc, Status* refusal) {
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) {
+      *refusal = Status::Unavailable("validator is shutting down");
+    } else if (watches_.size() >= options_.watch_streams_max) {
+      *refusal = Status::ResourceExhausted("validator serves its maximum of " +
+                                           std::to_string(options_.watch_streams_max) +
+                                           " watch streams; retry later");
+    } else {
+      watches_.insert(watch);
+      watch_gauge_->Set(static_cast<double>(watches_.size()));
+      return true;
+    }
   }
+  Refused(*refusal, rpc);
   return false;
 }
 
-void ChainService::UnregisterWatch(WatchReactor* reactor) {
+void ChainService::UnregisterWatch(Watch* watch) {
   std::lock_guard lock(mu_);
-  watches_.erase(reactor);
+  watches_.erase(watch);
   watch_gauge_->Set(static_cast<double>(watches_.size()));
 }
 
-void ChainService::OnCommit(uint64_t) {
-  std::vector<WatchReactor*> watches;
-  {
-    std::lock_guard lock(mu_);
-    for (WatchReactor* w : watches_) {
-      w->Ref();
-      watches.push_back(w);
-    }
+std::vector<ChainService::Watch*> ChainService::RefWatches() {
+  std::lock_guard lock(mu_);
+  std::vector<Watch*> watches;
+  for (Watch* w : watches_) {
+    w->Ref();
+    watches.push_back(w);
   }
-  for (WatchReactor* w : watches) {
+  return watches;
+}
+
+void ChainService::OnCommit(uint64_t) {
+  for (Watch* w : RefWatches()) {
     w->Pump();
     w->Unref();
   }
 }
 
 void ChainService::Shutdown() {
-  std::vector<WatchReactor*> watches;
   {
     std::lock_guard lock(mu_);
     shut_down_ = true;
-    for (WatchReactor* w : watches_) {
-      w->Ref();
-      watches.push_back(w);
-    }
   }
-  for (WatchReactor* w : watches) {
+  for (Watch* w : RefWatches()) {
     w->End();
     w->Unref();
   }

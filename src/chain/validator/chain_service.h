@@ -4,14 +4,17 @@
 // path (or its deadline). Queries read the committed ledger directly (LedgerStore reads are
 // safe beside the consensus thread) and answer on the gRPC thread. WatchBlocks streams blocks
 // from the ledger by height, one write in flight at a time, and is woken by each commit; a
-// slow reader only falls behind, it buffers nothing. Every request field is checked and
-// refused with INVALID_ARGUMENT saying what is wrong.
+// slow reader only falls behind, it buffers nothing. WatchVerdicts streams the same way the
+// verdicts finalized in each block (found by the block's vote transactions); it keeps at most
+// one block's worth of result keys. Every request field is checked and refused with
+// INVALID_ARGUMENT saying what is wrong.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "chain/validator/node.h"
 #include "common/metrics.h"
@@ -22,7 +25,7 @@ namespace trustmoe::validator {
 struct ChainServiceOptions {
   int64_t submit_timeout_ms = 30000;       // when a request gives 0
   int64_t submit_timeout_max_ms = 300000;  // longer requested waits are cut to this
-  uint32_t watch_streams_max = 256;
+  uint32_t watch_streams_max = 256;  // WatchBlocks and WatchVerdicts together
   uint32_t list_limit_max = 1000;   // ListNodes / ListExperts / ListModels
   uint32_t scan_limit_max = 10000;  // ScanState
 };
@@ -33,7 +36,8 @@ class ChainService final : public v1::ChainService::CallbackService {
   ChainService(Node* node, ChainServiceOptions options, MetricsRegistry* metrics);
   ~ChainService() override;
 
-  // Ends every WatchBlocks stream (OK) and answers new calls with UNAVAILABLE.
+  // Ends every WatchBlocks and WatchVerdicts stream (OK) and answers new calls with
+  // UNAVAILABLE.
   void Shutdown();
 
   grpc::ServerUnaryReactor* SubmitTx(grpc::CallbackServerContext* ctx,
@@ -64,16 +68,37 @@ class ChainService final : public v1::ChainService::CallbackService {
                                        v1::GenesisInfo* response) override;
   grpc::ServerWriteReactor<v1::BlockInfo>* WatchBlocks(
       grpc::CallbackServerContext* ctx, const v1::WatchBlocksRequest* request) override;
+  grpc::ServerWriteReactor<v1::VerdictInfo>* WatchVerdicts(
+      grpc::CallbackServerContext* ctx, const v1::WatchVerdictsRequest* request) override;
 
  private:
+  // An open watch stream as the service sees it: woken by each commit, ended by Shutdown.
+  // Reference counted: gRPC holds one reference until OnDone, and callers of Pump and End
+  // hold one for the call.
+  class Watch {
+   public:
+    virtual ~Watch() = default;
+    virtual void Pump() = 0;  // a block was committed
+    virtual void End() = 0;   // finish the stream (OK) once no write is in flight
+    void Ref() { refs_.fetch_add(1); }
+    void Unref() {
+      if (refs_.fetch_sub(1) == 1) delete this;
+    }
+
+   private:
+    std::atomic<int> refs_{1};
+  };
   class WatchReactor;
+  class VerdictReactor;
   // Runs `body` (catching exceptions), counts a refusal, and finishes the default reactor.
   template <typename Fn>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* rpc, Fn body);
   void Refused(const Status& status, const char* rpc);
   void OnCommit(uint64_t height);
-  bool RegisterWatch(WatchReactor* reactor, Status* refusal);
-  void UnregisterWatch(WatchReactor* reactor);
+  bool RegisterWatch(Watch* watch, const char* rpc, Status* refusal);
+  void UnregisterWatch(Watch* watch);
+  // Every watch, each with a reference the caller drops.
+  std::vector<Watch*> RefWatches();
 
   Status DoGetHead(v1::HeadInfo* response);
   Status DoGetBlock(const v1::GetBlockRequest& request, v1::BlockInfo* response);
@@ -91,7 +116,7 @@ class ChainService final : public v1::ChainService::CallbackService {
 
   std::mutex mu_;
   bool shut_down_ = false;
-  std::set<WatchReactor*> watches_;
+  std::set<Watch*> watches_;
 };
 
 // Fills `info` from a committed transaction with its proof.

@@ -102,6 +102,41 @@ Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
   return Status::Ok();
 }
 
+Status ReadVerify(ConfigTable& root, ValidatorConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable v, root.Table("verify"));
+  TRUSTMOE_RETURN_IF_ERROR(v.Get("enabled", &c->verify_enabled));
+  TRUSTMOE_RETURN_IF_ERROR(v.Get("store", &c->verify_store_endpoints));
+  for (const std::string& endpoint : c->verify_store_endpoints) {
+    std::string host;
+    int port = 0;
+    TRUSTMOE_RETURN_IF_ERROR(net::SplitHostPort(endpoint, &host, &port).WithContext(v.Where("store")));
+    if (port == 0) {
+      return Status::InvalidArgument(v.Where("store") + ": [verify] store " + endpoint +
+                                     " needs a port");
+    }
+  }
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint32_t>(v, "threads", 1, 256, &c->verify_threads));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(v, "torch_threads", 0, 1024, &c->verify_torch_threads));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(v, "memory_bytes_max", 16ull << 20, 1ull << 40,
+                                                &c->verify_memory_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(v, "tensor_bytes_max", 1 << 16, 16ull << 30,
+                                                &c->verify_tensor_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(v, "expert_bytes_max", 1 << 16, 1ull << 40,
+                                                &c->verify_expert_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(v, "resubmit_ms", 100, kHourMs, &c->verify_resubmit_ms));
+  if (c->transport.mode == net::TlsMode::kPlaintext) {
+    for (const std::string& endpoint : c->verify_store_endpoints) {
+      if (!net::IsLoopbackAddress(endpoint)) {
+        return Status::InvalidArgument(v.Where("store") + ": plaintext gRPC to non-loopback " +
+                                       endpoint + ": set [tls] mode = \"tls\" or \"mtls\"");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 Result<ValidatorConfig> Read(ConfigTable root) {
   ValidatorConfig config;
   TRUSTMOE_RETURN_IF_ERROR(root.Require("data_dir", &config.data_dir));
@@ -122,6 +157,7 @@ Result<ValidatorConfig> Read(ConfigTable root) {
   TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
   TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
+  TRUSTMOE_RETURN_IF_ERROR(ReadVerify(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(root.CheckNoUnknownKeys());
   if (config.transport.mode == net::TlsMode::kPlaintext && !net::IsLoopbackAddress(config.listen)) {
     return Status::InvalidArgument(root.Where("listen") + ": plaintext gRPC on non-loopback " +

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "common/status.h"
@@ -52,6 +53,19 @@ struct ValidatorConfig {
   // [query]
   uint32_t list_limit_max = 1000;   // ListNodes/ListExperts/ListModels page size
   uint32_t scan_limit_max = 10000;  // ScanState page size
+
+  // [verify] re-computation of expert results and votes (docs/verification.md). On when
+  // store_endpoints is set (and enabled is not false); a validator without it does not vote.
+  bool verify_enabled = true;
+  std::vector<std::string> verify_store_endpoints;  // trustmoe-store "host:port"s
+  uint32_t verify_threads = 2;                      // results checked at once
+  uint32_t verify_torch_threads = 0;                // CPU threads of one re-computation; 0 auto
+  uint64_t verify_memory_bytes_max = 4ull << 30;    // expert weights held for re-computation
+  uint64_t verify_tensor_bytes_max = 256ull << 20;  // one activations file
+  uint64_t verify_expert_bytes_max = 4ull << 30;    // one expert file
+  int64_t verify_resubmit_ms = 10000;               // a vote not committed by then: again
+
+  bool verifying() const { return verify_enabled && !verify_store_endpoints.empty(); }
 };
 
 // Reads and checks the file: unknown keys, wrong types, missing required keys (data_dir,

@@ -11,6 +11,7 @@
 
 #include "chain/validator/validator.h"
 #include "chain/validator/validator_config.h"
+#include "chain/verify/verification.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/signals.h"
@@ -84,6 +85,34 @@ int Run(const std::string& config_path) {
       return 1;
     }
   }
+  std::unique_ptr<verify::Verification> verification;
+  if (config->verifying()) {
+#ifdef TRUSTMOE_VERIFY_WITH_TORCH
+    edge::RuntimeOptions runtime_options;
+    runtime_options.device = "cpu";
+    runtime_options.compute_dtype = edge::DType::kF32;
+    runtime_options.device_bytes_max = config->verify_memory_bytes_max;
+    runtime_options.threads = static_cast<int>(config->verify_torch_threads);
+    auto runtime = edge::ExpertRuntime::Create(runtime_options);
+    if (!runtime.ok()) {
+      TM_ERROR("cannot start verification: {}", runtime.status().ToString());
+      return 2;
+    }
+    auto started = verify::Verification::Start(*config, v, std::move(runtime).value());
+    if (!started.ok()) {
+      TM_ERROR("cannot start verification: {}", started.status().ToString());
+      return 2;
+    }
+    verification = std::move(started).value();
+#else
+    TM_ERROR("[verify] store is set but this build has no libtorch (TRUSTMOE_WITH_TORCH=OFF): "
+             "it cannot re-compute results; build with libtorch or set [verify] enabled = false");
+    return 2;
+#endif
+  } else {
+    TM_WARN("verification off ([verify] store unset or enabled = false): this validator orders "
+            "results but does not vote on them");
+  }
   systemd::NotifyReady("validator " + std::to_string(v->node()->id()) + " serving on port " +
                        std::to_string(v->grpc_port()));
   int sig = 0;
@@ -93,6 +122,7 @@ int Run(const std::string& config_path) {
   }
   TM_INFO("signal {}: finishing the current step and stopping", sig);
   systemd::NotifyStopping();
+  if (verification) verification->Stop();
   v->Stop();
   validator->reset();
   TM_INFO("stopped cleanly");

@@ -1,0 +1,249 @@
+#include "chain/verify/verifier.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "chain/verify/sampling.h"
+#include "edge/numeric.h"
+
+namespace trustmoe::verify {
+namespace {
+
+using ledger::RejectReason;
+using ledger::Verdict;
+
+Outcome Reject(RejectReason reason, std::string detail) {
+  Outcome o;
+  o.verdict = Verdict::kRejected;
+  o.reason = reason;
+  if (detail.size() > ledger::kVoteDetailBytesMax) detail.resize(ledger::kVoteDetailBytesMax);
+  o.detail = std::move(detail);
+  return o;
+}
+
+std::string Short(const std::string& cid) { return cid.substr(0, 24) + "..."; }
+
+// Rows `rows` of `t` as an f32 tensor (exact: every dtype widens to f32 without rounding).
+Result<edge::HostTensor> GatherF32(const edge::HostTensor& t, const std::vector<int64_t>& rows) {
+  const size_t elem = edge::DTypeBytes(t.dtype);
+  const size_t row_bytes = static_cast<size_t>(t.cols) * elem;
+  Bytes picked;
+  picked.reserve(rows.size() * row_bytes);
+  for (int64_t r : rows) {
+    const uint8_t* p = t.data.data() + static_cast<size_t>(r) * row_bytes;
+    picked.insert(picked.end(), p, p + row_bytes);
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(std::vector<float> f, edge::ToFloats(t.dtype, picked));
+  edge::HostTensor out;
+  out.dtype = edge::DType::kF32;
+  out.rows = static_cast<int64_t>(rows.size());
+  out.cols = t.cols;
+  out.data = edge::FromFloats(edge::DType::kF32, f);
+  return out;
+}
+
+std::string FormatError(double e) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3g", e);
+  return buf;
+}
+
+}  // namespace
+
+ledger::VoteBody Outcome::Vote(const crypto::PublicKey& edge, uint64_t nonce) const {
+  ledger::VoteBody body;
+  body.edge = edge;
+  body.result_nonce = nonce;
+  body.verdict = verdict;
+  body.reason = verdict == Verdict::kAccepted ? RejectReason::kNone : reason;
+  body.detail = detail.substr(0, ledger::kVoteDetailBytesMax);
+  return body;
+}
+
+ResultVerifier::ResultVerifier(ledger::ChainParams params, edge::ExpertRuntime* runtime,
+                               BlobSource* blobs, VerifierOptions options)
+    : params_(params),
+      runtime_(runtime),
+      blobs_(blobs),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : SystemClock::Get()) {}
+
+Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::string& cid_text,
+                                          int64_t deadline_ms, Outcome* rejected) {
+  auto cid = crypto::Cid::Parse(cid_text);
+  if (!cid.ok()) return Status::Internal("result holds a bad CID (the ledger checks them)");
+  for (;;) {
+    auto bytes = blobs_->Get(*cid, options_.tensor_bytes_max);
+    if (bytes.ok()) return bytes;
+    const StatusCode code = bytes.status().code();
+    if (code == StatusCode::kResourceExhausted || code == StatusCode::kOutOfRange) {
+      *rejected = Reject(RejectReason::kMalformedTensor,
+                         std::string(what) + " " + Short(cid_text) + " is larger than " +
+                             std::to_string(options_.tensor_bytes_max) + " bytes");
+      return bytes.status();
+    }
+    const bool retry = code == StatusCode::kNotFound || code == StatusCode::kDeadlineExceeded ||
+                       code == StatusCode::kDataLoss;
+    if (!retry) {
+      // Unreachable store or our own trouble: not the edge's fault, no vote.
+      return bytes.status().WithContext(std::string("fetching ") + std::string(what));
+    }
+    if (clock_->MonotonicMs() >= deadline_ms) {
+      *rejected = code == StatusCode::kNotFound
+                      ? Reject(RejectReason::kOutputMissing,
+                               std::string(what) + " " + Short(cid_text) +
+                                   " is not in the store by the deadline")
+                      : Reject(RejectReason::kFetchTimeout,
+                               std::string(what) + " " + Short(cid_text) +
+                                   " could not be fetched by the deadline: " +
+                                   bytes.status().message());
+      return bytes.status();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.fetch_retry_ms));
+  }
+}
+
+Status ResultVerifier::EnsureExpert(const std::string& cid_text) {
+  if (runtime_->Holds(cid_text)) return Status::Ok();
+  auto cid = crypto::Cid::Parse(cid_text);
+  if (!cid.ok()) return Status::Internal("result holds a bad expert CID");
+  auto bytes = blobs_->Get(*cid, options_.expert_bytes_max);
+  if (!bytes.ok()) {
+    // The edge ran this expert, so the store held it: a missing expert is the store's
+    // problem (or ours), never a verdict on the edge.
+    return Status::Unavailable("expert " + Short(cid_text) + ": " + bytes.status().ToString());
+  }
+  Status loaded = runtime_->Load(cid_text, *bytes);
+  if (!loaded.ok()) {
+    // A published expert that does not load here: the researcher's file, not the edge's
+    // result, is at fault. No vote; the operator sees the error.
+    return Status::FailedPrecondition("expert " + Short(cid_text) + " does not load: " +
+                                      loaded.ToString());
+  }
+  return Status::Ok();
+}
+
+Result<Outcome> ResultVerifier::Verify(const ledger::ResultRecord& record,
+                                       const crypto::Digest& block_digest) {
+  const ledger::ExpertResultBody& body = record.body;
+  const bool backward = body.kind == ledger::CallKind::kBackward;
+  TRUSTMOE_RETURN_IF_ERROR(EnsureExpert(body.expert_cid));
+  TRUSTMOE_ASSIGN_OR_RETURN(edge::ExpertSpec spec, runtime_->Spec(body.expert_cid));
+
+  const int64_t deadline = clock_->MonotonicMs() + params_.verify_deadline_ms;
+  Outcome rejected;
+  rejected.verdict = Verdict::kAccepted;
+  auto fetch = [&](std::string_view what, const std::string& cid) -> Result<Bytes> {
+    return FetchTensor(what, cid, deadline, &rejected);
+  };
+  auto input_bytes = fetch("input", body.input_cid);
+  if (!input_bytes.ok()) {
+    if (rejected.verdict == Verdict::kRejected) return rejected;
+    return input_bytes.status();
+  }
+  Result<Bytes> grad_bytes = Bytes();
+  if (backward) {
+    grad_bytes = fetch("grad_output", body.grad_output_cid);
+    if (!grad_bytes.ok()) {
+      if (rejected.verdict == Verdict::kRejected) return rejected;
+      return grad_bytes.status();
+    }
+  }
+  auto output_bytes = fetch("output", body.output_cid);
+  if (!output_bytes.ok()) {
+    if (rejected.verdict == Verdict::kRejected) return rejected;
+    return output_bytes.status();
+  }
+
+  // Parse: any width here, so that a wrong width is told apart from a broken file.
+  auto parse = [&](std::string_view what, const Bytes& file) -> Result<edge::HostTensor> {
+    auto t = edge::ReadActivations(file, 0, options_.rows_max);
+    if (!t.ok()) {
+      rejected = Reject(RejectReason::kMalformedTensor,
+                        std::string(what) + ": " + t.status().message());
+      return t.status();
+    }
+    if (t->cols != spec.d_model || t->rows != static_cast<int64_t>(body.rows)) {
+      rejected = Reject(RejectReason::kWrongShape,
+                        std::string(what) + " is [" + std::to_string(t->rows) + ", " +
+                            std::to_string(t->cols) + "], the commitment and expert say [" +
+                            std::to_string(body.rows) + ", " + std::to_string(spec.d_model) + "]");
+      return Status::InvalidArgument("shape");
+    }
+    return t;
+  };
+  auto x = parse("input", *input_bytes);
+  if (!x.ok()) return rejected;
+  edge::HostTensor g;
+  if (backward) {
+    auto parsed = parse("grad_output", *grad_bytes);
+    if (!parsed.ok()) return rejected;
+    g = std::move(parsed).value();
+  }
+  auto y = parse("output", *output_bytes);
+  if (!y.ok()) return rejected;
+
+  const std::vector<int64_t> rows = SampleRows(SampleSeed(block_digest, record.edge, record.nonce),
+                                               x->rows, params_.verify_rows_min,
+                                               params_.verify_fraction_ppm);
+  TRUSTMOE_ASSIGN_OR_RETURN(edge::HostTensor xs, GatherF32(*x, rows));
+  // A non-finite input row: the edge refuses those, so a result over one is malformed.
+  if (int64_t bad = edge::FirstNonFinite(xs.dtype, xs.data); bad >= 0) {
+    return Reject(RejectReason::kMalformedTensor,
+                  "input row " + std::to_string(rows[static_cast<size_t>(bad / xs.cols)]) +
+                      " holds NaN or infinity");
+  }
+  Result<edge::HostTensor> reference = Status::Internal("unset");
+  if (backward) {
+    TRUSTMOE_ASSIGN_OR_RETURN(edge::HostTensor gs, GatherF32(g, rows));
+    if (int64_t bad = edge::FirstNonFinite(gs.dtype, gs.data); bad >= 0) {
+      return Reject(RejectReason::kMalformedTensor,
+                    "grad_output row " + std::to_string(rows[static_cast<size_t>(bad / gs.cols)]) +
+                        " holds NaN or infinity");
+    }
+    auto back = runtime_->Backward(body.expert_cid, xs, gs, false, false);
+    if (!back.ok()) return back.status().WithContext("re-computing the backward");
+    reference = std::move(back->grad_input);
+  } else {
+    reference = runtime_->Forward(body.expert_cid, xs);
+  }
+  if (reference.status().code() == StatusCode::kNotFound) {
+    return Status::Unavailable("expert evicted meanwhile; trying again");
+  }
+  if (!reference.ok()) return reference.status().WithContext("re-computing");
+  TRUSTMOE_ASSIGN_OR_RETURN(edge::HostTensor claimed, GatherF32(*y, rows));
+  TRUSTMOE_ASSIGN_OR_RETURN(std::vector<float> ref, edge::ToFloats(reference->dtype, reference->data));
+  TRUSTMOE_ASSIGN_OR_RETURN(std::vector<float> got, edge::ToFloats(claimed.dtype, claimed.data));
+
+  // The coarser of the compute dtype and the output file's dtype: an f32 computation returned
+  // as bf16 carries bf16's rounding.
+  const ledger::ComputeDType output_precision =
+      y->dtype == edge::DType::kBF16   ? ledger::ComputeDType::kBF16
+      : y->dtype == edge::DType::kF16 ? ledger::ComputeDType::kF16
+                                       : ledger::ComputeDType::kF32;
+  const double tolerance =
+      std::max(Tolerance(params_, body.dtype), Tolerance(params_, output_precision));
+  const auto d = static_cast<size_t>(spec.d_model);
+  Outcome ok;
+  ok.rows_checked = static_cast<int64_t>(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double e = RowError(std::span<const float>(got).subspan(i * d, d),
+                              std::span<const float>(ref).subspan(i * d, d));
+    ok.max_error = std::max(ok.max_error, e);
+    if (!(e <= tolerance)) {
+      Outcome bad = Reject(RejectReason::kMismatch,
+                           "row " + std::to_string(rows[i]) + ": relative error " + FormatError(e) +
+                               " > tolerance " + FormatError(tolerance) + " (compute " +
+                               std::string(ledger::ComputeDTypeName(body.dtype)) + ", output " +
+                               std::string(ledger::ComputeDTypeName(output_precision)) + ")");
+      bad.rows_checked = ok.rows_checked;
+      bad.max_error = e;
+      return bad;
+    }
+  }
+  return ok;
+}
+
+}  // namespace trustmoe::verify
