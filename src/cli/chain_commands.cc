@@ -1,5 +1,6 @@
-// trustmoe genesis | ledger head/blocks/watch/block/tx/verify/proof/nodes/experts/models |
-// node register | expert publish | model publish (docs/auditor.md, docs/formats/genesis.md).
+// trustmoe genesis | ledger head/blocks/watch/block/tx/verify/proof/nodes/experts/models/job/
+// verdicts | node register/lift | expert publish | model publish (docs/auditor.md,
+// docs/operator.md, docs/formats/genesis.md).
 //
 // Everything read from the chain is checked against the genesis file the user holds: online
 // through chain::ChainClient, offline by opening a copy of a validator's ledger read-only.
@@ -11,9 +12,11 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "chain/client/chain_client.h"
 #include "chain/ledger/app.h"
@@ -23,6 +26,7 @@
 #include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
+#include "chain/ledger/verdict.h"
 #include "cli/cli.h"
 #include "common/files.h"
 #include "crypto/cid.h"
@@ -243,7 +247,23 @@ ordered_json BodyJson(const ledger::Tx& tx) {
       if (!b->grad_output_cid.empty()) j["grad_output"] = b->grad_output_cid;
       j["output"] = b->output_cid;
       j["rows"] = b->rows;
+      j["dtype"] = std::string(ledger::ComputeDTypeName(b->dtype));
+      j["device"] = b->device;
       return j;
+    }
+    case ledger::TxType::kVote: {
+      auto b = ledger::VoteBody::Decode(tx.body);
+      if (!b.ok()) break;
+      return {{"edge", b->edge.Hex()},
+              {"result_nonce", b->result_nonce},
+              {"verdict", std::string(ledger::VerdictName(b->verdict))},
+              {"reason", std::string(ledger::RejectReasonName(b->reason))},
+              {"detail", b->detail}};
+    }
+    case ledger::TxType::kLiftBlacklist: {
+      auto b = ledger::LiftBlacklist::Decode(tx.body);
+      if (!b.ok()) break;
+      return {{"key", b->key.Hex()}, {"reason", b->reason}};
     }
     default:
       break;
@@ -428,6 +448,8 @@ class LedgerSource {
   virtual Result<std::vector<chain::NodeEntry>> Nodes() = 0;
   virtual Result<std::vector<ledger::ExpertRecord>> Experts() = 0;
   virtual Result<std::vector<ledger::ModelRecord>> Models() = 0;
+  // Every result of `job` with its verdict and votes (chain::ReadJobResults).
+  virtual Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) = 0;
 };
 
 class OnlineSource : public LedgerSource {
@@ -460,6 +482,9 @@ class OnlineSource : public LedgerSource {
     return Pages<ledger::ModelRecord>(
         [&](const std::string& after) { return client_->ListModels(after, kPageSize); },
         [](const ledger::ModelRecord& e) { return e.manifest_cid; });
+  }
+  Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) override {
+    return client_->Results(job);
   }
   const std::optional<chain::ReportedHead>& reported() const { return reported_; }
   chain::ChainClient& client() { return *client_; }
@@ -515,6 +540,9 @@ class OfflineSource : public LedgerSource {
   }
   Result<std::vector<ledger::ModelRecord>> Models() override {
     return ScanAll<ledger::ModelRecord>("model/");
+  }
+  Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) override {
+    return chain::ReadJobResults(*store_, job, genesis_.validators.size());
   }
   ledger::LedgerStore& store() { return *store_; }
 
@@ -1405,6 +1433,221 @@ Status ModelPublish() {
   return SubmitBody(ledger::TxType::kPublishModel, body.Encode());
 }
 
+// ---- Results and verdicts ----
+
+ordered_json VoteJson(const ledger::Genesis& genesis, const ledger::VoteRecord& v) {
+  return {{"validator", v.validator},
+          {"name", ValidatorName(genesis, v.validator)},
+          {"verdict", std::string(ledger::VerdictName(v.verdict))},
+          {"reason", std::string(ledger::RejectReasonName(v.reason))},
+          {"detail", v.detail},
+          {"height", v.height}};
+}
+
+ordered_json ResultJson(const ledger::Genesis& genesis, const chain::ResultEntry& e) {
+  const ledger::ResultRecord& r = e.record;
+  const ledger::ExpertResultBody& b = r.body;
+  ordered_json j = {{"edge", r.edge.Hex()},
+                    {"nonce", r.nonce},
+                    {"job", b.job},
+                    {"step", b.step},
+                    {"kind", std::string(ledger::CallKindName(b.kind))},
+                    {"expert", b.expert_cid},
+                    {"input", b.input_cid}};
+  if (!b.grad_output_cid.empty()) j["grad_output"] = b.grad_output_cid;
+  j["output"] = b.output_cid;
+  j["rows"] = b.rows;
+  j["dtype"] = std::string(ledger::ComputeDTypeName(b.dtype));
+  j["device"] = b.device;
+  j["status"] = std::string(ledger::ResultStatusName(r.status));
+  j["reason"] = r.reason;
+  j["height"] = r.height;
+  j["verdict_height"] = r.verdict_height;
+  ordered_json votes = ordered_json::array();
+  for (const ledger::VoteRecord& v : e.votes) votes.push_back(VoteJson(genesis, v));
+  j["votes"] = votes;
+  return j;
+}
+
+std::string NonceText(uint64_t nonce) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(nonce));
+  return buf;
+}
+
+// "3:1": votes to accept and to reject.
+std::string VoteCounts(const std::vector<ledger::VoteRecord>& votes) {
+  size_t accepted = 0;
+  for (const ledger::VoteRecord& v : votes) accepted += v.verdict == ledger::Verdict::kAccepted;
+  return std::to_string(accepted) + ":" + std::to_string(votes.size() - accepted);
+}
+
+std::string& JobArg() {
+  static std::string job;
+  return job;
+}
+
+Status CheckJobName(const std::string& job, const std::string& what) {
+  return CheckLength(job, ledger::kJobBytesMax, what, true);
+}
+
+// Every call of one job with its verdict, in step order, and how many are settled.
+Status LedgerJob() {
+  const std::string& job = JobArg();
+  TRUSTMOE_RETURN_IF_ERROR(CheckJobName(job, "JOB"));
+  TRUSTMOE_ASSIGN_OR_RETURN(Session session, OpenSession());
+  TRUSTMOE_ASSIGN_OR_RETURN(std::vector<chain::ResultEntry> results,
+                            session.source->JobResults(job));
+  std::stable_sort(results.begin(), results.end(),
+                   [](const chain::ResultEntry& a, const chain::ResultEntry& b) {
+                     return std::tie(a.record.body.step, a.record.height) <
+                            std::tie(b.record.body.step, b.record.height);
+                   });
+  std::map<ledger::ResultStatus, uint64_t> counts;
+  for (const chain::ResultEntry& e : results) ++counts[e.record.status];
+  const uint64_t accepted = counts[ledger::ResultStatus::kAccepted];
+  const uint64_t rejected = counts[ledger::ResultStatus::kRejected];
+  const uint64_t pending = counts[ledger::ResultStatus::kPending];
+  if (Flags().json) {
+    ordered_json all = ordered_json::array();
+    for (const chain::ResultEntry& e : results) all.push_back(ResultJson(session.genesis, e));
+    PrintJson({{"job", job},
+               {"results", results.size()},
+               {"accepted", accepted},
+               {"rejected", rejected},
+               {"pending", pending},
+               {"source", session.source->Describe()},
+               {"calls", all}});
+    return Status::Ok();
+  }
+  std::printf("%-16s %-16s %-8s %6s %6s %-12s %-8s %7s %7s %-5s %s\n", "EDGE", "NONCE", "KIND",
+              "STEP", "ROWS", "DTYPE/DEV", "STATUS", "HEIGHT", "VERDICT", "VOTES", "REASON");
+  for (const chain::ResultEntry& e : results) {
+    const ledger::ResultRecord& r = e.record;
+    const std::string dtype =
+        std::string(ledger::ComputeDTypeName(r.body.dtype)) + "/" + r.body.device;
+    const std::string verdict_at = r.verdict_height == 0 ? "-" : std::to_string(r.verdict_height);
+    std::printf("%-16s %-16s %-8s %6llu %6llu %-12s %-8s %7llu %7s %-5s %s\n",
+                r.edge.Hex().substr(0, 16).c_str(), NonceText(r.nonce).c_str(),
+                std::string(ledger::CallKindName(r.body.kind)).c_str(),
+                static_cast<unsigned long long>(r.body.step),
+                static_cast<unsigned long long>(r.body.rows), dtype.c_str(),
+                std::string(ledger::ResultStatusName(r.status)).c_str(),
+                static_cast<unsigned long long>(r.height), verdict_at.c_str(),
+                VoteCounts(e.votes).c_str(), r.reason.empty() ? "-" : r.reason.c_str());
+  }
+  std::printf("job %s: %zu calls: %llu accepted, %llu rejected, %llu pending (%s)\n", job.c_str(),
+              results.size(), static_cast<unsigned long long>(accepted),
+              static_cast<unsigned long long>(rejected), static_cast<unsigned long long>(pending),
+              session.source->Describe().c_str());
+  return Status::Ok();
+}
+
+struct VerdictArgs {
+  std::string job;
+  std::string edge;
+  std::string from_height;
+  bool follow = false;
+  uint64_t count = 0;
+};
+VerdictArgs& Verdicts() {
+  static VerdictArgs args;
+  return args;
+}
+
+void PrintVerdictRowHeader() {
+  std::printf("%-7s %-16s %-16s %-20s %6s %-8s %-8s %-5s %s\n", "VERDICT", "EDGE", "NONCE", "JOB",
+              "STEP", "KIND", "STATUS", "VOTES", "REASON");
+}
+
+void PrintVerdictRow(const chain::ResultEntry& e) {
+  const ledger::ResultRecord& r = e.record;
+  std::printf("%-7llu %-16s %-16s %-20s %6llu %-8s %-8s %-5s %s\n",
+              static_cast<unsigned long long>(r.verdict_height), r.edge.Hex().substr(0, 16).c_str(),
+              NonceText(r.nonce).c_str(), r.body.job.c_str(),
+              static_cast<unsigned long long>(r.body.step),
+              std::string(ledger::CallKindName(r.body.kind)).c_str(),
+              std::string(ledger::ResultStatusName(r.status)).c_str(), VoteCounts(e.votes).c_str(),
+              r.reason.empty() ? "-" : r.reason.c_str());
+}
+
+// Online only: the verdicts of blocks --from-height..head, or on as they commit (--follow).
+Status LedgerVerdicts() {
+  const VerdictArgs& a = Verdicts();
+  chain::VerdictQuery query;
+  if (!a.job.empty()) TRUSTMOE_RETURN_IF_ERROR(CheckJobName(a.job, "--job"));
+  query.job = a.job;
+  if (!a.edge.empty()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(query.edge, ParsePublicKeyArg(a.edge, "--edge"));
+  }
+  if (!a.from_height.empty()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(query.from_height, ParseHeight(a.from_height));
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(Session session, OpenSession());
+  if (!session.source->online()) {
+    return Status::InvalidArgument(
+        "ledger verdicts streams from validators: pass --validator (offline, use `ledger job`)");
+  }
+  auto& online = static_cast<OnlineSource&>(*session.source);
+  if (!a.follow) {
+    TRUSTMOE_ASSIGN_OR_RETURN(uint64_t head, online.HeadHeight());
+    if (head < query.from_height) {
+      if (!Flags().json) {
+        std::fprintf(stderr, "no block from %llu on yet (head %llu)\n",
+                     static_cast<unsigned long long>(query.from_height),
+                     static_cast<unsigned long long>(head));
+      }
+      return Status::Ok();
+    }
+    query.to_height = head;
+  }
+  if (!Flags().json) PrintVerdictRowHeader();
+  std::fflush(stdout);
+  uint64_t seen = 0;
+  TRUSTMOE_RETURN_IF_ERROR(online.client().WatchVerdicts(query, [&](const chain::ResultEntry& e) {
+    if (Flags().json) {
+      std::printf("%s\n", ResultJson(session.genesis, e).dump().c_str());
+    } else {
+      PrintVerdictRow(e);
+    }
+    std::fflush(stdout);
+    ++seen;
+    return a.count == 0 || seen < a.count;
+  }));
+  if (!Flags().json && !a.follow) {
+    std::fprintf(
+        stderr, "%llu verdicts in blocks %llu..%llu, as reported by %s\n",
+        static_cast<unsigned long long>(seen), static_cast<unsigned long long>(query.from_height),
+        static_cast<unsigned long long>(query.to_height), session.source->Describe().c_str());
+  }
+  return Status::Ok();
+}
+
+struct LiftArgs {
+  std::string node;
+  std::string reason;
+};
+LiftArgs& Lift() {
+  static LiftArgs args;
+  return args;
+}
+
+// Clears a blacklisting (and the node's strikes and faults) with the admin key.
+Status NodeLift() {
+  const LiftArgs& a = Lift();
+  ledger::LiftBlacklist body;
+  TRUSTMOE_ASSIGN_OR_RETURN(body.key, ParsePublicKeyArg(a.node, "--node"));
+  TRUSTMOE_RETURN_IF_ERROR(CheckLength(a.reason, ledger::kLiftReasonBytesMax, "--reason", true));
+  body.reason = a.reason;
+  return SubmitBody(ledger::TxType::kLiftBlacklist, body.Encode(),
+                    [](const ledger::Genesis& genesis, const crypto::PrivateKey& key) {
+                      if (key.public_key() == genesis.admin_key) return Status::Ok();
+                      return Status::PermissionDenied(
+                          "lift-blacklist is signed by the genesis admin key " +
+                          genesis.admin_key.Hex() + "; --key holds " + key.public_key().Hex());
+                    });
+}
+
 // ---- genesis ----
 
 struct GenesisArgs {
@@ -1650,10 +1893,27 @@ void AddLedgerCommands(CLI::App& app, Action* run) {
        LedgerNodes);
   Bind(ledger->add_subcommand("experts", "Published experts"), run, LedgerExperts);
   Bind(ledger->add_subcommand("models", "Published models"), run, LedgerModels);
+
+  auto* job = ledger->add_subcommand(
+      "job", "Every call of a job with its verdict (accepted, rejected or pending) and votes");
+  job->add_option("JOB", JobArg(), "Job name (1..128 bytes)")->required();
+  Bind(job, run, LedgerJob);
+
+  VerdictArgs& v = Verdicts();
+  auto* verdicts = ledger->add_subcommand(
+      "verdicts",
+      "Online: verdicts on expert results by the block that finalized them, up to the head or "
+      "on as they commit (--follow)");
+  verdicts->add_option("--job", v.job, "Only this job's results");
+  verdicts->add_option("--edge", v.edge, "Only this edge's results (public key hex or PEM file)");
+  verdicts->add_option("--from-height", v.from_height, "First block (default 1)");
+  verdicts->add_flag("--follow", v.follow, "After the head, print each new verdict as it commits");
+  verdicts->add_option("--count", v.count, "Stop after this many verdicts (default: never)");
+  Bind(verdicts, run, LedgerVerdicts);
 }
 
 void AddNodeCommands(CLI::App& app, Action* run) {
-  auto* node = app.add_subcommand("node", "Register nodes on the chain");
+  auto* node = app.add_subcommand("node", "Register nodes on the chain and lift blacklistings");
   node->require_subcommand(1);
   node->fallthrough();
   AddConnectionOptions(node, false);
@@ -1666,6 +1926,14 @@ void AddNodeCommands(CLI::App& app, Action* run) {
   reg->add_option("--name", a.name, "Name of the node")->required();
   reg->add_option("--endpoint", a.endpoint, "host:port of its service (optional)");
   Bind(reg, run, NodeRegister);
+  LiftArgs& l = Lift();
+  auto* lift = node->add_subcommand(
+      "lift", "Lift the blacklisting of a node and clear its strikes and faults (admin key)");
+  lift->add_option("--node", l.node, "The node's public key (hex or public key PEM file)")
+      ->required();
+  lift->add_option("--reason", l.reason, "Why it is lifted (1..256 bytes, recorded on the chain)")
+      ->required();
+  Bind(lift, run, NodeLift);
 }
 
 void AddExpertCommands(CLI::App& app, Action* run) {

@@ -15,7 +15,9 @@
 #include <thread>
 
 #include "chain/ledger/block.h"
+#include "chain/ledger/result.h"
 #include "chain/ledger/tx.h"
+#include "chain/ledger/verdict.h"
 #include "net/transport.h"
 #include "tests/common/test_dir.h"
 #include "trustmoe/v1/chain.grpc.pb.h"
@@ -133,6 +135,85 @@ class ClusterTest : public ::testing::Test {
   }
 
   uint64_t Height(uint32_t i) { return validators_[i]->node()->store().Head().height; }
+
+  // Submits `tx` through validator 0 and waits for its commit; its height (0 on failure).
+  uint64_t Commit(const ledger::Tx& tx) {
+    v1::SubmitTxResponse response;
+    grpc::Status status = Submit(0, tx.Encode(), &response);
+    EXPECT_TRUE(status.ok()) << ledger::TxTypeName(tx.type) << ": " << status.error_message();
+    return response.height();
+  }
+
+  // A fresh key registered as an edge.
+  crypto::PrivateKey RegisterEdge(const std::string& name) {
+    auto key = crypto::PrivateKey::Generate();
+    EXPECT_TRUE(key.ok());
+    ledger::RegisterNode body{key->public_key(), ledger::NodeRole::kEdge, name, ""};
+    Commit(ledger::MakeTx(kChain, ledger::TxType::kRegisterNode, admin_, ledger::FreshNonce(),
+                          body.Encode()));
+    return *key;
+  }
+
+  static std::string ExpertCid(char c = 'e') { return "sha256-tree:" + std::string(64, c); }
+
+  // Publishes the expert that results name (a result for an unpublished one is rejected).
+  void PublishExpert() {
+    ledger::PublishExpert body{ExpertCid(), "moe/expert-0", "swiglu", 4096};
+    Commit(ledger::MakeTx(kChain, ledger::TxType::kPublishExpert, admin_, ledger::FreshNonce(),
+                          body.Encode()));
+  }
+
+  // A forward ExpertResult signed by `edge`.
+  static ledger::Tx ResultTx(const crypto::PrivateKey& edge, const std::string& job, uint64_t step,
+                             const std::string& expert_cid = ExpertCid()) {
+    ledger::ExpertResultBody body;
+    body.job = job;
+    body.step = step;
+    body.expert_cid = expert_cid;
+    body.input_cid = "sha256-tree:" + std::string(64, 'a');
+    body.output_cid = "sha256-tree:" + std::string(64, 'b');
+    body.rows = 8;
+    body.dtype = ledger::ComputeDType::kBF16;
+    body.device = "cuda:0";
+    return ledger::MakeTx(kChain, ledger::TxType::kExpertResult, edge, ledger::FreshNonce(),
+                          body.Encode());
+  }
+
+  // Validator `i`'s vote on the result `result` (an ExpertResult tx).
+  ledger::Tx VoteTx(uint32_t i, const ledger::Tx& result,
+                    ledger::RejectReason reason = ledger::RejectReason::kNone,
+                    const std::string& detail = "") {
+    ledger::VoteBody body;
+    body.edge = result.signer;
+    body.result_nonce = result.nonce;
+    body.verdict = reason == ledger::RejectReason::kNone ? ledger::Verdict::kAccepted
+                                                         : ledger::Verdict::kRejected;
+    body.reason = reason;
+    body.detail = detail;
+    return ledger::MakeTx(kChain, ledger::TxType::kVote, keys_[i], ledger::FreshNonce(),
+                          body.Encode());
+  }
+
+  // Votes of validators `voters` on `result`, each waited for; the height of the last.
+  uint64_t VoteAll(const std::vector<uint32_t>& voters, const ledger::Tx& result,
+                   ledger::RejectReason reason = ledger::RejectReason::kNone,
+                   const std::string& detail = "") {
+    uint64_t height = 0;
+    for (uint32_t i : voters) height = Commit(VoteTx(i, result, reason, detail));
+    return height;
+  }
+
+  // The whole stream of a WatchVerdicts request that ends (to_height set), from validator `i`.
+  grpc::Status ReadVerdicts(uint32_t i, const v1::WatchVerdictsRequest& request,
+                            std::vector<v1::VerdictInfo>* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto stub = Stub(i);
+    auto reader = stub->WatchVerdicts(&ctx, request);
+    v1::VerdictInfo info;
+    while (reader->Read(&info)) out->push_back(info);
+    return reader->Finish();
+  }
 
   // Every validator reaches `height`.
   bool AllReach(uint64_t height) {
@@ -316,6 +397,199 @@ TEST_F(ClusterTest, WatchBlocksStreamsCommittedAndNewBlocks) {
   EXPECT_EQ(last, second.height());
   ctx.TryCancel();
   reader->Finish();
+}
+
+std::string KeyBytes(const crypto::PublicKey& key) {
+  return std::string(key.bytes().begin(), key.bytes().end());
+}
+
+TEST_F(ClusterTest, WatchVerdictsReplaysThenFollowsVerdicts) {
+  PublishExpert();
+  const crypto::PrivateKey edge = RegisterEdge("edge-v");
+  const ledger::Tx r1 = ResultTx(edge, "job-a", 1);
+  const ledger::Tx r2 = ResultTx(edge, "job-a", 2);
+  const ledger::Tx r3 = ResultTx(edge, "job-a", 3);
+  const uint64_t r1_height = Commit(r1);
+  Commit(r2);
+  Commit(r3);
+  const uint64_t accepted_at = VoteAll({0, 1, 2}, r1);
+  ASSERT_GT(accepted_at, r1_height);
+
+  // From block 1 (from_height 0): the verdict committed before the stream opened.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stub = Stub(1);
+  auto reader = stub->WatchVerdicts(&ctx, v1::WatchVerdictsRequest());
+  v1::VerdictInfo info;
+  ASSERT_TRUE(reader->Read(&info));
+  EXPECT_EQ(info.edge(), KeyBytes(edge.public_key()));
+  EXPECT_EQ(info.nonce(), r1.nonce);
+  EXPECT_EQ(info.job(), "job-a");
+  EXPECT_EQ(info.step(), 1u);
+  EXPECT_EQ(info.kind(), "forward");
+  EXPECT_EQ(info.output_cid(), "sha256-tree:" + std::string(64, 'b'));
+  EXPECT_EQ(info.rows(), 8u);
+  EXPECT_EQ(info.dtype(), "bf16");
+  EXPECT_EQ(info.device(), "cuda:0");
+  EXPECT_EQ(info.status(), "accepted");
+  EXPECT_EQ(info.reason(), "");
+  EXPECT_EQ(info.height(), r1_height);
+  EXPECT_EQ(info.verdict_height(), accepted_at);
+  ASSERT_EQ(info.votes_size(), 3);
+  for (int v = 0; v < 3; ++v) {
+    EXPECT_EQ(info.votes(v).validator_id(), static_cast<uint32_t>(v));
+    EXPECT_EQ(info.votes(v).verdict(), "accepted");
+    EXPECT_EQ(info.votes(v).reason(), "none");
+  }
+  EXPECT_EQ(info.votes(2).height(), accepted_at);
+
+  // Live: a late vote against r1 is no new verdict. r2's three votes go in together (one
+  // block may hold several of them) and make one verdict; r3's follows it.
+  Commit(VoteTx(3, r1, ledger::RejectReason::kMismatch, "late"));
+  std::vector<std::future<grpc::Status>> votes;
+  for (uint32_t i : {1u, 2u, 3u}) {
+    votes.push_back(std::async(std::launch::async, [this, i, &r2] {
+      v1::SubmitTxResponse response;
+      return Submit(0, VoteTx(i, r2, ledger::RejectReason::kMismatch, "row 0: error 0.5").Encode(),
+                    &response);
+    }));
+  }
+  for (auto& v : votes) ASSERT_TRUE(v.get().ok());
+  const uint64_t r3_verdict = VoteAll({0, 2, 3}, r3);
+  ASSERT_TRUE(reader->Read(&info));
+  EXPECT_EQ(info.nonce(), r2.nonce);
+  EXPECT_EQ(info.status(), "rejected");
+  EXPECT_EQ(info.reason(), "mismatch: row 0: error 0.5");
+  ASSERT_EQ(info.votes_size(), 3);
+  EXPECT_EQ(info.votes(0).validator_id(), 1u);
+  EXPECT_EQ(info.votes(0).reason(), "mismatch");
+  EXPECT_EQ(info.votes(0).detail(), "row 0: error 0.5");
+  ASSERT_TRUE(reader->Read(&info));
+  EXPECT_EQ(info.nonce(), r3.nonce) << "one verdict per result, however many votes a block holds";
+  EXPECT_EQ(info.verdict_height(), r3_verdict);
+  EXPECT_EQ(info.status(), "accepted");
+  ctx.TryCancel();
+  reader->Finish();
+
+  // The late vote is recorded with the verdict it contradicts.
+  std::vector<v1::VerdictInfo> replayed;
+  v1::WatchVerdictsRequest request;
+  request.set_to_height(accepted_at);
+  ASSERT_TRUE(ReadVerdicts(2, request, &replayed).ok());
+  ASSERT_EQ(replayed.size(), 1u);
+  ASSERT_EQ(replayed[0].votes_size(), 4);
+  EXPECT_EQ(replayed[0].votes(3).verdict(), "rejected");
+  EXPECT_EQ(replayed[0].votes(3).detail(), "late");
+}
+
+TEST_F(ClusterTest, WatchVerdictsFiltersByJobEdgeAndHeights) {
+  PublishExpert();
+  const crypto::PrivateKey edge_a = RegisterEdge("edge-a");
+  const crypto::PrivateKey edge_b = RegisterEdge("edge-b");
+  const crypto::PrivateKey edge_c = RegisterEdge("edge-c");
+  const ledger::Tx a1 = ResultTx(edge_a, "job-x", 1);
+  const ledger::Tx b1 = ResultTx(edge_b, "job-y", 1);
+  const ledger::Tx a2 = ResultTx(edge_a, "job-y", 2);
+  const ledger::Tx pending = ResultTx(edge_b, "job-x", 2);
+  for (const ledger::Tx* tx : {&a1, &b1, &a2, &pending}) Commit(*tx);
+  const uint64_t a1_at = VoteAll({0, 1, 2}, a1);
+  const uint64_t b1_at = VoteAll({1, 2, 3}, b1);
+  const uint64_t a2_at = VoteAll({0, 1, 3}, a2, ledger::RejectReason::kWrongShape, "rows");
+  Commit(VoteTx(0, pending));  // one vote: no verdict
+  // Rejected as it is ordered, without votes: its expert is not published.
+  const ledger::Tx c1 = ResultTx(edge_c, "job-x", 3, ExpertCid('f'));
+  const uint64_t c1_at = Commit(c1);
+  const uint64_t head = Height(0);
+
+  auto nonces = [&](const std::string& job, const crypto::PrivateKey* edge, uint64_t from,
+                    uint64_t to) {
+    v1::WatchVerdictsRequest request;
+    request.set_job(job);
+    if (edge) request.set_edge(KeyBytes(edge->public_key()));
+    request.set_from_height(from);
+    request.set_to_height(to);
+    std::vector<v1::VerdictInfo> got;
+    grpc::Status status = ReadVerdicts(3, request, &got);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<uint64_t> out;
+    for (const auto& v : got) out.push_back(v.nonce());
+    return out;
+  };
+  using V = std::vector<uint64_t>;
+  EXPECT_EQ(nonces("", nullptr, 0, head), (V{a1.nonce, b1.nonce, a2.nonce, c1.nonce}));
+  EXPECT_EQ(nonces("job-y", nullptr, 0, head), (V{b1.nonce, a2.nonce}));
+  EXPECT_EQ(nonces("", &edge_a, 0, head), (V{a1.nonce, a2.nonce}));
+  EXPECT_EQ(nonces("job-y", &edge_a, 0, head), (V{a2.nonce}));
+  EXPECT_EQ(nonces("job-x", &edge_b, 0, head), V{});
+  EXPECT_EQ(nonces("", nullptr, a1_at + 1, head), (V{b1.nonce, a2.nonce, c1.nonce}));
+  EXPECT_EQ(nonces("", nullptr, b1_at, b1_at), (V{b1.nonce}));
+  EXPECT_EQ(nonces("", nullptr, a2_at + 1, head), (V{c1.nonce}));
+  EXPECT_EQ(nonces("", nullptr, a2_at + 1, c1_at - 1), V{});
+  EXPECT_EQ(nonces("no-such-job", nullptr, 1, head), V{});
+
+  v1::WatchVerdictsRequest request;
+  request.set_edge(KeyBytes(edge_c.public_key()));
+  request.set_to_height(head);
+  std::vector<v1::VerdictInfo> got;
+  ASSERT_TRUE(ReadVerdicts(0, request, &got).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].status(), "rejected");
+  EXPECT_EQ(got[0].height(), c1_at);
+  EXPECT_EQ(got[0].verdict_height(), c1_at);
+  EXPECT_THAT(got[0].reason(), HasSubstr("expert-not-published"));
+  EXPECT_EQ(got[0].votes_size(), 0);
+}
+
+TEST_F(ClusterTest, WatchVerdictsRefusesBadRequestsAndEndsAtShutdown) {
+  const uint64_t height = Commit(RegisterTx("first"));
+  struct Case {
+    std::string name;
+    v1::WatchVerdictsRequest request;
+    std::string message;
+  };
+  std::vector<Case> cases(4);
+  cases[0].name = "short edge";
+  cases[0].request.set_edge(std::string(31, 'k'));
+  cases[0].message = "edge";
+  cases[1].name = "long edge";
+  cases[1].request.set_edge(std::string(33, 'k'));
+  cases[1].message = "edge";
+  cases[2].name = "long job";
+  cases[2].request.set_job(std::string(ledger::kJobBytesMax + 1, 'j'));
+  cases[2].message = "job";
+  cases[3].name = "to below from";
+  cases[3].request.set_from_height(5);
+  cases[3].request.set_to_height(2);
+  cases[3].message = "to_height";
+  for (const Case& c : cases) {
+    std::vector<v1::VerdictInfo> got;
+    grpc::Status status = ReadVerdicts(1, c.request, &got);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+    EXPECT_TRUE(got.empty()) << c.name;
+  }
+  EXPECT_THAT(validators_[1]->metrics()->Render(), HasSubstr("rpc=\"WatchVerdicts\""));
+  // The longest job name is fine.
+  v1::WatchVerdictsRequest longest;
+  longest.set_job(std::string(ledger::kJobBytesMax, 'j'));
+  longest.set_to_height(height);
+  std::vector<v1::VerdictInfo> got;
+  EXPECT_TRUE(ReadVerdicts(1, longest, &got).ok());
+
+  // A following stream ends OK when its validator stops.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stub = Stub(2);
+  auto reader = stub->WatchVerdicts(&ctx, v1::WatchVerdictsRequest());
+  ASSERT_TRUE(WaitFor([&] {
+    return validators_[2]->metrics()->Render().find("trustmoe_validator_watch_streams 1") !=
+           std::string::npos;
+  }));
+  validators_[2]->Stop();
+  v1::VerdictInfo info;
+  EXPECT_FALSE(reader->Read(&info));
+  grpc::Status ended = reader->Finish();
+  EXPECT_TRUE(ended.ok()) << ended.error_message();
 }
 
 TEST_F(ClusterTest, HostileTransactionsAreRefusedAndNothingIsCommitted) {

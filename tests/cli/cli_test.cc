@@ -1,16 +1,24 @@
 // The real `trustmoe` binary on genesis files and on ledgers built here with LedgerStore and
 // LedgerApp (certified with the test's validator keys): genesis creation and its bad inputs,
 // the offline ledger commands, a byte flipped in a stored block, proof files, and hostile
-// arguments. Online commands run against real validators in tests/integration.
+// arguments. Online, the job, verdict and blacklist commands against four validators run in
+// this process on loopback ports; the other online commands run in tests/integration.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <rocksdb/db.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,16 +27,18 @@
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/replay.h"
+#include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
+#include "chain/ledger/verdict.h"
+#include "chain/validator/validator.h"
 #include "common/files.h"
 #include "edge/expert_format.h"
-#include "edge/safetensors.h"
-#include "trustmoe/v1/edge.grpc.pb.h"
 #include "edge/numeric.h"
-#include "chain/ledger/result.h"
+#include "edge/safetensors.h"
 #include "tests/ledger/ledger_fixture.h"
 #include "tests/storage/store_process.h"
+#include "trustmoe/v1/edge.grpc.pb.h"
 
 namespace trustmoe::cli {
 namespace {
@@ -849,6 +859,387 @@ TEST(ExpertCallCommandTest, KeepsTheOutputOnlyWhenTheCommitmentMatches) {
   EXPECT_NE(r.err.find("commitment"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("wrongchain.safetensors")));
   server->Shutdown();
+}
+
+// ---- job, verdict and blacklist commands against running validators ----
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string NonceHex(uint64_t nonce) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(nonce));
+  return buf;
+}
+
+// Four validators (the fixture's keys) in this process; an admin, a researcher and an edge key
+// in PEM files; an expert published. Transactions the CLI does not make (results, votes) are
+// built here and submitted with a ChainClient.
+class OnlineLedgerTest : public ::testing::Test {
+ protected:
+  static constexpr char kOnlineChain[] = "cli-online";
+
+  void SetUp() override {
+    genesis_.chain_id = kOnlineChain;
+    genesis_.created_unix_ms = kTime0;
+    genesis_.f = 1;
+    genesis_.admin_key = admin_.public_key();
+    genesis_.params.view_change_timeout_ms = 2000;
+    for (size_t i = 0; i < keys_.keys.size(); ++i) {
+      genesis_.validators.push_back({"v" + std::to_string(i), keys_.keys[i].public_key(),
+                                     "127.0.0.1:" + std::to_string(FreePort())});
+    }
+    ASSERT_TRUE(genesis_.Validate().ok());
+    WriteFileOrDie(dir_.Sub("genesis.json"), genesis_.ToJson());
+    WriteFileOrDie(dir_.Sub("admin.pem"), admin_.ToPem(), 0600);
+    WriteFileOrDie(dir_.Sub("researcher.pem"), researcher_.ToPem(), 0600);
+    WriteFileOrDie(dir_.Sub("edge.pub.pem"), edge_.public_key().ToPem());
+    for (uint32_t i = 0; i < keys_.keys.size(); ++i) {
+      validator::ValidatorConfig config;
+      config.listen = genesis_.validators[i].endpoint;
+      config.http_listen = "127.0.0.1:0";
+      config.data_dir = data_dir(i);
+      config.identity_key = "unused";
+      config.genesis = "unused";
+      config.peer_reconnect_min_ms = 20;
+      config.peer_reconnect_max_ms = 200;
+      config.drain_timeout_ms = 1000;
+      auto v = validator::Validator::Start(config, genesis_, keys_.keys[i]);
+      ASSERT_TRUE(v.ok()) << v.status().ToString();
+      validators_.push_back(std::move(v).value());
+    }
+    chain::ChainClientOptions options;
+    for (const auto& v : genesis_.validators) options.endpoints.push_back(v.endpoint);
+    auto client = chain::ChainClient::Create(options, genesis_);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(client).value();
+    Commit(
+        admin_, ledger::TxType::kRegisterNode,
+        ledger::RegisterNode{researcher_.public_key(), ledger::NodeRole::kResearcher, "alice", ""}
+            .Encode());
+    Commit(
+        admin_, ledger::TxType::kRegisterNode,
+        ledger::RegisterNode{edge_.public_key(), ledger::NodeRole::kEdge, "edge-1", ""}.Encode());
+    Commit(researcher_, ledger::TxType::kPublishExpert,
+           ledger::PublishExpert{Cid('e'), "moe/expert-0", "swiglu", 4096}.Encode());
+  }
+
+  void TearDown() override {
+    for (auto& v : validators_) v->Stop();
+  }
+
+  std::string data_dir(uint32_t i) const { return dir_.Sub("v" + std::to_string(i)); }
+  static std::string Cid(char c) { return "sha256-tree:" + std::string(64, c); }
+
+  // Signs, submits and waits for the commit; the transaction and its height.
+  std::pair<ledger::Tx, uint64_t> Submit(const crypto::PrivateKey& key, ledger::TxType type,
+                                         Bytes body) {
+    ledger::Tx tx = ledger::MakeTx(kOnlineChain, type, key, ledger::FreshNonce(), std::move(body));
+    auto result = client_->Submit(tx.Encode());
+    if (!result.ok()) return {tx, 0};
+    return {tx, result->height};
+  }
+  uint64_t Commit(const crypto::PrivateKey& key, ledger::TxType type, Bytes body) {
+    auto [tx, height] = Submit(key, type, std::move(body));
+    EXPECT_GT(height, 0u) << ledger::TxTypeName(static_cast<uint8_t>(type));
+    return height;
+  }
+
+  // An expert result of the edge; backward when `backward`.
+  ledger::Tx Result(const std::string& job, uint64_t step, bool backward = false) {
+    ledger::ExpertResultBody body;
+    body.kind = backward ? ledger::CallKind::kBackward : ledger::CallKind::kForward;
+    body.job = job;
+    body.step = step;
+    body.expert_cid = Cid('e');
+    body.input_cid = Cid('a');
+    if (backward) body.grad_output_cid = Cid('c');
+    body.output_cid = Cid('b');
+    body.rows = 4 + step;
+    body.dtype = ledger::ComputeDType::kBF16;
+    body.device = "cuda:0";
+    auto [tx, height] = Submit(edge_, ledger::TxType::kExpertResult, body.Encode());
+    EXPECT_GT(height, 0u);
+    return tx;
+  }
+
+  // Votes of `voters` on `result`; the height of the last one.
+  uint64_t Vote(const std::vector<uint32_t>& voters, const ledger::Tx& result,
+                ledger::RejectReason reason = ledger::RejectReason::kNone,
+                const std::string& detail = "") {
+    uint64_t height = 0;
+    for (uint32_t i : voters) {
+      ledger::VoteBody body;
+      body.edge = result.signer;
+      body.result_nonce = result.nonce;
+      body.verdict = reason == ledger::RejectReason::kNone ? ledger::Verdict::kAccepted
+                                                           : ledger::Verdict::kRejected;
+      body.reason = reason;
+      body.detail = detail;
+      height = Commit(keys_.keys[i], ledger::TxType::kVote, body.Encode());
+    }
+    return height;
+  }
+
+  std::vector<std::string> Online(std::vector<std::string> args) const {
+    std::string endpoints;
+    for (const auto& v : genesis_.validators)
+      endpoints += (endpoints.empty() ? "" : ",") + v.endpoint;
+    std::vector<std::string> out = {args[0], "--genesis", dir_.Sub("genesis.json"), "--validator",
+                                    endpoints};
+    out.insert(out.end(), args.begin() + 1, args.end());
+    return out;
+  }
+  ProcessResult Run(std::vector<std::string> args) { return Cli(dir_, Online(std::move(args))); }
+
+  // One accepted, one rejected (it blacklists the edge) and one pending call of "train-1",
+  // and an accepted call of "other".
+  void MakeJob() {
+    r1_ = Result("train-1", 1);
+    r2_ = Result("train-1", 2, /*backward=*/true);
+    r3_ = Result("train-1", 3);
+    other_ = Result("other", 1);
+    accepted_at_ = Vote({0, 1, 2}, r1_);
+    other_at_ = Vote({0, 1, 2}, other_);
+    Vote({3}, r3_);
+    rejected_at_ = Vote({1, 2, 3}, r2_, ledger::RejectReason::kMismatch, "row 3: error 0.2");
+  }
+
+  TempDir dir_;
+  Validators keys_;
+  crypto::PrivateKey admin_ = KeyFromByte(9);
+  crypto::PrivateKey researcher_ = KeyFromByte(20);
+  crypto::PrivateKey edge_ = KeyFromByte(21);
+  ledger::Genesis genesis_;
+  std::vector<std::unique_ptr<validator::Validator>> validators_;
+  std::unique_ptr<chain::ChainClient> client_;
+  ledger::Tx r1_, r2_, r3_, other_;
+  uint64_t accepted_at_ = 0, other_at_ = 0, rejected_at_ = 0;
+};
+
+TEST_F(OnlineLedgerTest, LedgerJobListsEveryCallWithItsVerdict) {
+  MakeJob();
+  ProcessResult r = Run({"ledger", "job", "train-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("job train-1: 3 calls: 1 accepted, 1 rejected, 1 pending"),
+            std::string::npos)
+      << r.out;
+  const std::string edge_short = edge_.public_key().Hex().substr(0, 16);
+  const size_t at1 = r.out.find(NonceHex(r1_.nonce));
+  const size_t at2 = r.out.find(NonceHex(r2_.nonce));
+  const size_t at3 = r.out.find(NonceHex(r3_.nonce));
+  ASSERT_NE(at1, std::string::npos) << r.out;
+  ASSERT_NE(at2, std::string::npos) << r.out;
+  ASSERT_NE(at3, std::string::npos) << r.out;
+  EXPECT_LT(at1, at2) << "in step order";
+  EXPECT_LT(at2, at3) << "in step order";
+  auto line_of = [&](size_t at) {
+    size_t begin = r.out.rfind('\n', at) + 1;
+    return r.out.substr(begin, r.out.find('\n', at) - begin);
+  };
+  EXPECT_THAT(line_of(at1), ::testing::StartsWith(edge_short));
+  EXPECT_THAT(line_of(at1), ::testing::HasSubstr("accepted"));
+  EXPECT_THAT(line_of(at1), ::testing::HasSubstr("bf16/cuda:0"));
+  EXPECT_THAT(line_of(at1), ::testing::HasSubstr(" " + std::to_string(accepted_at_) + " "));
+  EXPECT_THAT(line_of(at2), ::testing::HasSubstr("backward"));
+  EXPECT_THAT(line_of(at2), ::testing::HasSubstr("rejected"));
+  EXPECT_THAT(line_of(at2), ::testing::HasSubstr("mismatch: row 3: error 0.2"));
+  EXPECT_THAT(line_of(at3), ::testing::HasSubstr("pending"));
+  EXPECT_EQ(r.out.find(NonceHex(other_.nonce)), std::string::npos) << "another job's call";
+
+  r = Run({"ledger", "job", "train-1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = ParseJson(r);
+  EXPECT_EQ(j["results"], 3);
+  EXPECT_EQ(j["accepted"], 1);
+  EXPECT_EQ(j["rejected"], 1);
+  EXPECT_EQ(j["pending"], 1);
+  ASSERT_EQ(j["calls"].size(), 3u);
+  const nlohmann::json& c1 = j["calls"][0];
+  EXPECT_EQ(c1["edge"], edge_.public_key().Hex());
+  EXPECT_EQ(c1["nonce"], r1_.nonce);
+  EXPECT_EQ(c1["status"], "accepted");
+  EXPECT_EQ(c1["verdict_height"], accepted_at_);
+  EXPECT_EQ(c1["rows"], 5);
+  ASSERT_EQ(c1["votes"].size(), 3u);
+  EXPECT_EQ(c1["votes"][2]["name"], "v2");
+  const nlohmann::json& c2 = j["calls"][1];
+  EXPECT_EQ(c2["kind"], "backward");
+  EXPECT_EQ(c2["grad_output"], Cid('c'));
+  EXPECT_EQ(c2["reason"], "mismatch: row 3: error 0.2");
+  EXPECT_EQ(c2["verdict_height"], rejected_at_);
+  EXPECT_EQ(c2["votes"][0]["reason"], "mismatch");
+  const nlohmann::json& c3 = j["calls"][2];
+  EXPECT_EQ(c3["status"], "pending");
+  EXPECT_EQ(c3["verdict_height"], 0);
+  ASSERT_EQ(c3["votes"].size(), 1u);
+  EXPECT_EQ(c3["votes"][0]["validator"], 3);
+
+  r = Run({"ledger", "job", "no-such-job"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("0 calls: 0 accepted, 0 rejected, 0 pending"), std::string::npos) << r.out;
+  ExpectCleanError(Run({"ledger", "job", ""}), "JOB must not be empty");
+  ExpectCleanError(Run({"ledger", "job", std::string(ledger::kJobBytesMax + 1, 'j')}),
+                   "at most 128");
+
+  // Offline, from a validator's data directory, the same listing.
+  for (auto& v : validators_) v->Stop();
+  r = Cli(dir_, {"ledger", "--genesis", dir_.Sub("genesis.json"), "--data-dir", data_dir(1), "job",
+                 "train-1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json offline = ParseJson(r);
+  EXPECT_EQ(offline["calls"], j["calls"]);
+}
+
+TEST_F(OnlineLedgerTest, LedgerVerdictsReplaysFiltersAndFollows) {
+  MakeJob();
+  ProcessResult r = Run({"ledger", "verdicts"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t at1 = r.out.find(NonceHex(r1_.nonce));
+  const size_t at_other = r.out.find(NonceHex(other_.nonce));
+  const size_t at2 = r.out.find(NonceHex(r2_.nonce));
+  ASSERT_NE(at1, std::string::npos) << r.out;
+  ASSERT_NE(at_other, std::string::npos) << r.out;
+  ASSERT_NE(at2, std::string::npos) << r.out;
+  EXPECT_LT(at1, at_other) << "in the order of the verdicts' blocks";
+  EXPECT_LT(at_other, at2);
+  EXPECT_EQ(r.out.find(NonceHex(r3_.nonce)), std::string::npos) << "r3 is pending";
+  EXPECT_NE(r.out.find("mismatch: row 3: error 0.2"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("3 verdicts"), std::string::npos) << r.err;
+
+  auto nonces = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"ledger", "verdicts", "--json"});
+    ProcessResult run = Run(args);
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    std::vector<uint64_t> out;
+    std::istringstream lines(run.out);
+    for (std::string line; std::getline(lines, line);) {
+      out.push_back(nlohmann::json::parse(line)["nonce"].get<uint64_t>());
+    }
+    return out;
+  };
+  using V = std::vector<uint64_t>;
+  EXPECT_EQ(nonces({"--job", "train-1"}), (V{r1_.nonce, r2_.nonce}));
+  EXPECT_EQ(nonces({"--job", "other"}), (V{other_.nonce}));
+  EXPECT_EQ(nonces({"--from-height", std::to_string(other_at_)}), (V{other_.nonce, r2_.nonce}));
+  EXPECT_EQ(nonces({"--edge", dir_.Sub("edge.pub.pem"), "--job", "train-1"}),
+            (V{r1_.nonce, r2_.nonce}));
+  EXPECT_EQ(nonces({"--edge", researcher_.public_key().Hex()}), V{});
+  EXPECT_EQ(nonces({"--from-height", "100000"}), V{});
+
+  // --follow: replays from --from-height, then prints the verdict made after it started.
+  const uint64_t from = rejected_at_ + 1;
+  auto follower = std::async(std::launch::async, [&] {
+    return Run({"ledger", "verdicts", "--follow", "--json", "--count", "1", "--from-height",
+                std::to_string(from)});
+  });
+  const uint64_t r3_at = Vote({0, 1}, r3_);
+  ASSERT_EQ(follower.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  r = follower.get();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json verdict = nlohmann::json::parse(r.out);
+  EXPECT_EQ(verdict["nonce"], r3_.nonce);
+  EXPECT_EQ(verdict["status"], "accepted");
+  EXPECT_EQ(verdict["verdict_height"], r3_at);
+  EXPECT_EQ(verdict["votes"].size(), 3u);
+
+  ExpectCleanError(Run({"ledger", "verdicts", "--from-height", "0"}), "start at 1");
+  ExpectCleanError(Run({"ledger", "verdicts", "--edge", "zz"}), "--edge");
+  ExpectCleanError(Run({"ledger", "verdicts", "--job", std::string(200, 'j')}), "at most 128");
+  ExpectCleanError(Cli(dir_, {"ledger", "--genesis", dir_.Sub("genesis.json"), "--data-dir",
+                              data_dir(0), "verdicts"}),
+                   "--validator");
+}
+
+TEST_F(OnlineLedgerTest, NodeLiftClearsABlacklisting) {
+  // One REJECTED mismatch verdict is a fault; the genesis fault_threshold (1) blacklists.
+  const ledger::Tx r1 = Result("train-1", 1);
+  Vote({0, 1, 2}, r1, ledger::RejectReason::kMismatch, "row 0: error 0.9");
+  auto edge_entry = [&]() {
+    ProcessResult nodes = Run({"ledger", "nodes", "--json"});
+    EXPECT_EQ(nodes.exit_code, 0) << nodes.err;
+    for (const auto& n : ParseJson(nodes)) {
+      if (n["key"] == edge_.public_key().Hex()) return n;
+    }
+    ADD_FAILURE() << "the edge is not listed";
+    return nlohmann::json();
+  };
+  nlohmann::json before = edge_entry();
+  EXPECT_EQ(before["blacklisted"], true);
+  EXPECT_EQ(before["faults"], 1);
+  EXPECT_NE(before["blacklist_reason"].get<std::string>().find("mismatch"), std::string::npos);
+  ledger::ExpertResultBody body;
+  body.job = "train-1";
+  body.expert_cid = Cid('e');
+  body.input_cid = Cid('a');
+  body.output_cid = Cid('b');
+  body.rows = 1;
+  auto refused = client_->Submit(ledger::MakeTx(kOnlineChain, ledger::TxType::kExpertResult, edge_,
+                                                ledger::FreshNonce(), body.Encode())
+                                     .Encode());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied) << refused.status().ToString();
+
+  // Refused before anything is sent: a key that is not the admin's, a bad node, no reason.
+  const std::string edge_pub = dir_.Sub("edge.pub.pem");
+  ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("researcher.pem"), "--node", edge_pub,
+                        "--reason", "fixed"}),
+                   "genesis admin key");
+  ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node", "abc123",
+                        "--reason", "fixed"}),
+                   "6 hex digits, expected 64");
+  ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node",
+                        dir_.Sub("admin.pem"), "--reason", "fixed"}),
+                   "private key");
+  ExpectCleanError(
+      Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node", edge_pub, "--reason", ""}),
+      "--reason must not be empty");
+  ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node", edge_pub,
+                        "--reason", std::string(ledger::kLiftReasonBytesMax + 1, 'r')}),
+                   "at most 256");
+  ProcessResult r =
+      Cli(dir_, Online({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node", edge_pub}));
+  EXPECT_EQ(r.exit_code, 106) << "CLI11's missing-option code\n" << r.err;
+  // The chain refuses a lift signed by another key on its own, too.
+  auto by_researcher = Submit(researcher_, ledger::TxType::kLiftBlacklist,
+                              ledger::LiftBlacklist{edge_.public_key(), "fixed"}.Encode());
+  EXPECT_EQ(by_researcher.second, 0u);
+  EXPECT_EQ(edge_entry()["blacklisted"], true);
+
+  r = Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node", edge_pub, "--reason",
+           "host re-imaged", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json lifted = ParseJson(r);
+  EXPECT_EQ(lifted["type"], "lift-blacklist");
+  EXPECT_EQ(lifted["verified"], true);
+  nlohmann::json after = edge_entry();
+  EXPECT_EQ(after["blacklisted"], false);
+  EXPECT_EQ(after["faults"], 0);
+  EXPECT_EQ(after["blacklist_reason"], "");
+  EXPECT_EQ(after["rejected"], 1) << "the record of the rejection stays";
+  // The lift is on the chain with its reason; the edge submits results again.
+  r = Run({"ledger", "block", std::to_string(lifted["height"].get<uint64_t>()), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json block = ParseJson(r);
+  ASSERT_EQ(block["txs"].size(), 1u);
+  EXPECT_EQ(block["txs"][0]["body"]["reason"], "host re-imaged");
+  EXPECT_EQ(block["txs"][0]["body"]["key"], edge_.public_key().Hex());
+  EXPECT_EQ(block["txs"][0]["signer_is"], "admin");
+  Result("train-1", 2);
+
+  // A second lift: the chain says it is not blacklisted.
+  ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node",
+                        edge_.public_key().Hex(), "--reason", "again"}),
+                   "is not blacklisted");
 }
 
 }  // namespace

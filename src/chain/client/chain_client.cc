@@ -2,8 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <exception>
+#include <set>
 
 #include "crypto/sha256.h"
 #include "trustmoe/v1/chain.grpc.pb.h"
@@ -64,6 +68,182 @@ Result<VerifiedTx> VerifyTxInfo(const ledger::Genesis& genesis, const v1::TxInfo
 }
 
 std::string Hex(const std::string& bytes) { return ToHex(AsBytes(bytes)); }
+
+std::string NonceHex(uint64_t nonce) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(nonce));
+  return buf;
+}
+
+std::string ResultName(const crypto::PublicKey& edge, uint64_t nonce) {
+  return "result " + edge.Hex().substr(0, 16) + "/" + NonceHex(nonce);
+}
+
+Result<ledger::CallKind> ParseCallKind(std::string_view name) {
+  if (name == ledger::CallKindName(ledger::CallKind::kForward)) return ledger::CallKind::kForward;
+  if (name == ledger::CallKindName(ledger::CallKind::kBackward)) return ledger::CallKind::kBackward;
+  return Status::DataLoss("unknown call kind '" + std::string(name) + "'");
+}
+
+Result<ledger::Verdict> ParseVerdict(std::string_view name) {
+  if (name == ledger::VerdictName(ledger::Verdict::kAccepted)) return ledger::Verdict::kAccepted;
+  if (name == ledger::VerdictName(ledger::Verdict::kRejected)) return ledger::Verdict::kRejected;
+  return Status::DataLoss("unknown verdict '" + std::string(name) + "'");
+}
+
+Result<ledger::RejectReason> ParseRejectReason(std::string_view name) {
+  for (uint8_t r = 0; r <= ledger::kRejectReasonMax; ++r) {
+    const auto reason = static_cast<ledger::RejectReason>(r);
+    if (name == ledger::RejectReasonName(reason)) return reason;
+  }
+  return Status::DataLoss("unknown reject reason '" + std::string(name) + "'");
+}
+
+Result<ledger::VoteRecord> VoteFromInfo(const v1::VoteInfo& info, size_t validators) {
+  if (info.validator_id() >= validators) {
+    return Status::DataLoss("vote of validator " + std::to_string(info.validator_id()) +
+                            ", which the genesis does not have");
+  }
+  ledger::VoteRecord vote;
+  vote.validator = info.validator_id();
+  TRUSTMOE_ASSIGN_OR_RETURN(vote.verdict, ParseVerdict(info.verdict()));
+  TRUSTMOE_ASSIGN_OR_RETURN(vote.reason, ParseRejectReason(info.reason()));
+  if ((vote.verdict == ledger::Verdict::kAccepted) !=
+      (vote.reason == ledger::RejectReason::kNone)) {
+    return Status::DataLoss("vote of validator " + std::to_string(vote.validator) + " is " +
+                            info.verdict() + " with reason " + info.reason());
+  }
+  if (info.detail().size() > ledger::kVoteDetailBytesMax) {
+    return Status::DataLoss("vote detail over " + std::to_string(ledger::kVoteDetailBytesMax) +
+                            " bytes");
+  }
+  vote.detail = info.detail();
+  vote.height = info.height();
+  return vote;
+}
+
+// A verdict as a validator sent it, checked for what can be checked without the state: every
+// field well-formed, the result final, and a quorum of distinct genesis validators voting for
+// its verdict (unless it was rejected as it was ordered, for an unpublished expert).
+Result<ResultEntry> VerdictFromInfo(const ledger::Genesis& genesis, const v1::VerdictInfo& info) {
+  ResultEntry e;
+  ledger::ResultRecord& r = e.record;
+  TRUSTMOE_ASSIGN_OR_RETURN(r.edge, KeyField(info.edge(), "verdict edge"));
+  r.nonce = info.nonce();
+  const std::string name = ResultName(r.edge, r.nonce);
+  ledger::ExpertResultBody body;
+  auto kind = ParseCallKind(info.kind());
+  auto dtype = ledger::ParseComputeDType(info.dtype());
+  if (!kind.ok()) return kind.status().WithContext(name);
+  if (!dtype.ok()) return Status::DataLoss(name + ": " + dtype.status().message());
+  body.kind = *kind;
+  body.job = info.job();
+  body.step = info.step();
+  body.expert_cid = info.expert_cid();
+  body.input_cid = info.input_cid();
+  body.grad_output_cid = info.grad_output_cid();
+  body.output_cid = info.output_cid();
+  body.rows = info.rows();
+  body.dtype = *dtype;
+  body.device = info.device();
+  // The body's own checks, as the ledger applied them to the edge's transaction.
+  auto checked = ledger::ExpertResultBody::Decode(body.Encode());
+  if (!checked.ok()) return Status::DataLoss(name + ": " + checked.status().message());
+  r.body = std::move(checked).value();
+  r.height = info.height();
+  r.verdict_height = info.verdict_height();
+  r.reason = info.reason();
+  TRUSTMOE_ASSIGN_OR_RETURN(ledger::Verdict verdict, ParseVerdict(info.status()));
+  r.status = verdict == ledger::Verdict::kAccepted ? ledger::ResultStatus::kAccepted
+                                                   : ledger::ResultStatus::kRejected;
+  if (r.height == 0 || r.verdict_height < r.height) {
+    return Status::DataLoss(name + ": verdict in block " + std::to_string(r.verdict_height) +
+                            " of a result ordered in block " + std::to_string(r.height));
+  }
+  const size_t validators = genesis.validators.size();
+  if (static_cast<size_t>(info.votes_size()) > validators) {
+    return Status::DataLoss(name + ": more votes than validators");
+  }
+  uint32_t for_verdict = 0;
+  for (const v1::VoteInfo& v : info.votes()) {
+    auto vote = VoteFromInfo(v, validators);
+    if (!vote.ok()) return vote.status().WithContext(name);
+    if (!e.votes.empty() && vote->validator <= e.votes.back().validator) {
+      return Status::DataLoss(name + ": votes not in validator order");
+    }
+    if (vote->verdict == verdict) ++for_verdict;
+    e.votes.push_back(std::move(vote).value());
+  }
+  // A result naming an unpublished expert is rejected as it is ordered, without votes.
+  const std::string unpublished(
+      ledger::RejectReasonName(ledger::RejectReason::kExpertNotPublished));
+  const bool decided_at_ordering = verdict == ledger::Verdict::kRejected &&
+                                   r.verdict_height == r.height &&
+                                   r.reason.compare(0, unpublished.size(), unpublished) == 0;
+  if (!decided_at_ordering && for_verdict < genesis.Validators().quorum()) {
+    return Status::DataLoss(name + ": " + info.status() + " with only " +
+                            std::to_string(for_verdict) + " votes for it (quorum " +
+                            std::to_string(genesis.Validators().quorum()) + ")");
+  }
+  return e;
+}
+
+// StateReader over what validators report through ScanState.
+class ReportedState final : public ledger::StateReader {
+ public:
+  explicit ReportedState(ChainClient* client) : client_(client) {}
+  Result<std::optional<Bytes>> Get(const std::string& key) const override {
+    TRUSTMOE_ASSIGN_OR_RETURN(ScanPage page, client_->ScanState(key, "", 1));
+    if (page.entries.empty() || page.entries[0].first != key) return std::optional<Bytes>();
+    return std::optional<Bytes>(std::move(page.entries[0].second));
+  }
+  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string& prefix,
+                                                          const std::string& start_after,
+                                                          size_t limit) const override {
+    const auto n = static_cast<uint32_t>(std::clamp<size_t>(limit, 1, kListLimitMax));
+    TRUSTMOE_ASSIGN_OR_RETURN(ScanPage page, client_->ScanState(prefix, start_after, n));
+    return std::move(page.entries);
+  }
+
+ private:
+  ChainClient* client_;
+};
+
+// "<edge hex>/<nonce hex>" after a job index prefix.
+Result<std::pair<crypto::PublicKey, uint64_t>> ParseResultSuffix(std::string_view suffix) {
+  if (suffix.size() != 64 + 1 + 16 || suffix[64] != '/') {
+    return Status::DataLoss("job index key ends in '" + std::string(suffix) + "'");
+  }
+  auto edge = crypto::PublicKey::FromHex(suffix.substr(0, 64));
+  if (!edge.ok()) return Status::DataLoss("job index key: " + edge.status().message());
+  uint64_t nonce = 0;
+  const char* begin = suffix.data() + 65;
+  const char* end = suffix.data() + suffix.size();
+  auto [ptr, ec] = std::from_chars(begin, end, nonce, 16);
+  if (ec != std::errc() || ptr != end) {
+    return Status::DataLoss("job index key: nonce '" + std::string(suffix.substr(65)) +
+                            "' is not hex");
+  }
+  return std::pair{*edge, nonce};
+}
+
+Result<std::vector<ledger::VoteRecord>> ReadVotes(const ledger::StateReader& state,
+                                                  const crypto::PublicKey& edge, uint64_t nonce,
+                                                  size_t validators) {
+  const std::string prefix = ledger::VotePrefix(edge, nonce);
+  TRUSTMOE_ASSIGN_OR_RETURN(auto entries, state.Scan(prefix, "", std::max<size_t>(validators, 1)));
+  std::vector<ledger::VoteRecord> votes;
+  for (const auto& [key, value] : entries) {
+    auto vote = ledger::VoteRecord::Decode(value);
+    if (!vote.ok()) return Status::DataLoss("state entry " + key + ": " + vote.status().message());
+    if (vote->validator >= validators || ledger::VoteKey(edge, nonce, vote->validator) != key) {
+      return Status::DataLoss("state entry " + key + " holds the vote of validator " +
+                              std::to_string(vote->validator));
+    }
+    votes.push_back(std::move(vote).value());
+  }
+  return votes;
+}
 
 }  // namespace
 
@@ -234,6 +414,50 @@ ChainClient::ChainClient(ChainClientOptions options, ledger::Genesis genesis)
       validators_(genesis_.Validators()) {}
 
 ChainClient::~ChainClient() = default;
+
+Result<std::vector<ResultEntry>> ReadJobResults(const ledger::StateReader& state,
+                                                const std::string& job, size_t validators,
+                                                size_t results_max) {
+  if (job.empty() || job.size() > ledger::kJobBytesMax) {
+    return Status::InvalidArgument("a job name is 1 to " + std::to_string(ledger::kJobBytesMax) +
+                                   " bytes, got " + std::to_string(job.size()));
+  }
+  const std::string prefix = ledger::JobResultPrefix(job);
+  std::vector<ResultEntry> out;
+  std::string after;
+  while (true) {
+    TRUSTMOE_ASSIGN_OR_RETURN(auto page, state.Scan(prefix, after, kListLimitMax));
+    // A validator may cap pages below the limit: only an empty page ends the listing.
+    if (page.empty()) break;
+    for (const auto& [key, value] : page) {
+      if (key <= after || key.compare(0, prefix.size(), prefix) != 0) {
+        return Status::DataLoss("the job index listing does not advance within its prefix");
+      }
+      after = key;
+      if (out.size() >= results_max) {
+        return Status::ResourceExhausted("job '" + job + "' has more than " +
+                                         std::to_string(results_max) + " results");
+      }
+      TRUSTMOE_ASSIGN_OR_RETURN(auto id,
+                                ParseResultSuffix(std::string_view(key).substr(prefix.size())));
+      const std::string result_key = ledger::ResultKey(id.first, id.second);
+      TRUSTMOE_ASSIGN_OR_RETURN(std::optional<Bytes> bytes, state.Get(result_key));
+      if (!bytes) return Status::DataLoss("job index names " + result_key + ", which is absent");
+      auto record = ledger::ResultRecord::Decode(*bytes);
+      if (!record.ok()) {
+        return Status::DataLoss("state entry " + result_key + ": " + record.status().message());
+      }
+      if (record->edge != id.first || record->nonce != id.second || record->body.job != job) {
+        return Status::DataLoss("state entry " + result_key + " holds another result");
+      }
+      ResultEntry entry;
+      TRUSTMOE_ASSIGN_OR_RETURN(entry.votes, ReadVotes(state, id.first, id.second, validators));
+      entry.record = std::move(record).value();
+      out.push_back(std::move(entry));
+    }
+  }
+  return out;
+}
 
 Result<std::unique_ptr<ChainClient>> ChainClient::Create(ChainClientOptions options,
                                                          ledger::Genesis genesis) {
@@ -709,6 +933,121 @@ Status ChainClient::WatchBlocks(uint64_t from_height, const BlockCallback& callb
     }
   }
   return stopped ? Status::Ok() : last;
+}
+
+// ---- Verdicts ----
+
+// Where a verdict stream is: the block of the last verdict delivered and the results of that
+// block already delivered (a resumed stream starts at that block again).
+struct ChainClient::VerdictProgress {
+  uint64_t height = 1;
+  std::set<std::pair<crypto::PublicKey, uint64_t>> delivered_at_height;
+  uint64_t delivered = 0;
+  bool stopped = false;   // the callback said stop
+  bool complete = false;  // the stream passed to_height
+};
+
+Status ChainClient::WatchVerdictsFrom(Endpoint& endpoint, const VerdictQuery& query,
+                                      VerdictProgress* progress, const VerdictCallback& callback) {
+  grpc::ClientContext ctx;  // no deadline: the stream lasts as long as the caller wants
+  v1::WatchVerdictsRequest request;
+  request.set_job(query.job);
+  if (query.edge) request.set_edge(query.edge->bytes().data(), query.edge->bytes().size());
+  request.set_from_height(progress->height);
+  request.set_to_height(query.to_height);
+  std::unique_ptr<grpc::ClientReader<v1::VerdictInfo>> reader =
+      endpoint.stub->WatchVerdicts(&ctx, request);
+  v1::VerdictInfo info;
+  Status failure;
+  while (reader->Read(&info)) {
+    auto entry = VerdictFromInfo(genesis_, info);
+    if (!entry.ok()) {
+      failure = Status::DataLoss(entry.status().message());
+      break;
+    }
+    const ledger::ResultRecord& r = entry->record;
+    if ((!query.job.empty() && r.body.job != query.job) || (query.edge && r.edge != *query.edge)) {
+      failure = Status::DataLoss("sent a verdict that does not match the query (job '" +
+                                 r.body.job + "', edge " + r.edge.Hex() + ")");
+      break;
+    }
+    if (r.verdict_height < progress->height ||
+        (query.to_height != 0 && r.verdict_height > query.to_height)) {
+      failure = Status::DataLoss(
+          "sent a verdict of block " + std::to_string(r.verdict_height) + " after block " +
+          std::to_string(progress->height) +
+          (query.to_height ? " (asked up to block " + std::to_string(query.to_height) + ")"
+                           : std::string()));
+      break;
+    }
+    if (r.verdict_height > progress->height) {
+      progress->height = r.verdict_height;
+      progress->delivered_at_height.clear();
+    }
+    if (!progress->delivered_at_height.insert({r.edge, r.nonce}).second) continue;
+    ++progress->delivered;
+    if (!callback(*entry)) {
+      progress->stopped = true;
+      break;
+    }
+  }
+  if (!failure.ok() || progress->stopped) {
+    ctx.TryCancel();
+    reader->Finish().ok();
+    return failure;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return net::FromGrpcStatus(status);
+  if (query.to_height != 0) {
+    progress->complete = true;
+    return Status::Ok();
+  }
+  return Status::Unavailable("the verdict stream ended");
+}
+
+Status ChainClient::WatchVerdicts(const VerdictQuery& query, const VerdictCallback& callback) {
+  if (query.job.size() > ledger::kJobBytesMax) {
+    return Status::InvalidArgument("a job name is at most " + std::to_string(ledger::kJobBytesMax) +
+                                   " bytes, got " + std::to_string(query.job.size()));
+  }
+  VerdictProgress progress;
+  progress.height = std::max<uint64_t>(query.from_height, 1);
+  if (query.to_height != 0 && query.to_height < progress.height) {
+    return Status::InvalidArgument("to_height " + std::to_string(query.to_height) +
+                                   " is below from_height " + std::to_string(progress.height));
+  }
+  Status last = Status::Unavailable("no validator endpoint answered");
+  const size_t n = endpoints_.size();
+  // Each pass that delivers at least one verdict earns a fresh set of rounds.
+  int rounds_left = options_.rounds_max;
+  while (rounds_left > 0) {
+    --rounds_left;
+    size_t start = preferred_.load();
+    for (size_t i = 0; i < n; ++i) {
+      size_t index = (start + i) % n;
+      Endpoint& endpoint = *endpoints_[index];
+      uint64_t before = progress.delivered;
+      Status s;
+      try {
+        s = WatchVerdictsFrom(endpoint, query, &progress, callback);
+      } catch (const std::exception& e) {
+        s = Status::Internal(std::string("client error: ") + e.what());
+      }
+      if (progress.stopped || progress.complete) return Status::Ok();
+      last = s.WithContext("validator " + endpoint.address);
+      if (FinalForReads(s)) return last;
+      if (progress.delivered > before) {
+        preferred_.store(index);
+        rounds_left = options_.rounds_max;
+      }
+    }
+  }
+  return last;
+}
+
+Result<std::vector<ResultEntry>> ChainClient::Results(const std::string& job, size_t results_max) {
+  ReportedState state(this);
+  return ReadJobResults(state, job, genesis_.validators.size(), results_max);
 }
 
 }  // namespace trustmoe::chain

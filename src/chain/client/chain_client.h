@@ -22,7 +22,9 @@
 
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
+#include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
+#include "chain/ledger/verdict.h"
 #include "common/bytes.h"
 #include "common/status.h"
 #include "net/transport.h"
@@ -79,6 +81,28 @@ struct ScanPage {
 
 // Called with each verified block of WatchBlocks, in height order; return false to stop.
 using BlockCallback = std::function<bool(const ledger::StoredBlock&)>;
+
+// An expert result with its verdict (or PENDING) and every vote recorded on it, as a validator
+// reports them: state entries are not proven against the genesis.
+struct ResultEntry {
+  ledger::ResultRecord record;
+  std::vector<ledger::VoteRecord> votes;  // in validator id order
+};
+
+// Which verdicts WatchVerdicts streams.
+struct VerdictQuery {
+  std::string job;                        // empty: every job
+  std::optional<crypto::PublicKey> edge;  // nullopt: every edge
+  uint64_t from_height = 1;               // first block whose verdicts are wanted
+  uint64_t to_height = 0;                 // last one; 0: follow new blocks without end
+};
+
+// Called with each verdict of WatchVerdicts, in the order of the blocks that finalized them;
+// return false to stop.
+using VerdictCallback = std::function<bool(const ResultEntry&)>;
+
+// Results returns at most this many results of one job.
+inline constexpr size_t kJobResultsMax = 100'000;
 
 class ChainClient {
  public:
@@ -138,6 +162,24 @@ class ChainClient {
   // height. DataLoss when a block does not verify or does not link.
   Status WatchBlocks(uint64_t from_height, const BlockCallback& callback);
 
+  // Streams the verdicts finalized in blocks query.from_height..query.to_height (or on without
+  // end), as reported by a validator and checked for consistency: well-formed, final, with a
+  // quorum of votes for the verdict (none for a result rejected as it was ordered, for an
+  // unpublished expert), matching the query, in block order. A broken stream
+  // resumes on the next endpoint at the block of the last verdict delivered, without
+  // repeating one. OK when `callback` returns false or the stream passed to_height;
+  // InvalidArgument for a bad query (job over ledger::kJobBytesMax bytes, to_height below
+  // from_height); DataLoss when a validator sends an inconsistent verdict and no other
+  // continues; Unavailable when no endpoint can continue the stream.
+  Status WatchVerdicts(const VerdictQuery& query, const VerdictCallback& callback);
+
+  // Every result of `job` (1..ledger::kJobBytesMax bytes) with its verdict and votes, in (edge,
+  // nonce) order, read with ScanState (reported, not proven). ResourceExhausted when the job
+  // has more than `results_max`; DataLoss when a reported record does not decode or does not
+  // match its key.
+  Result<std::vector<ResultEntry>> Results(const std::string& job,
+                                           size_t results_max = kJobResultsMax);
+
   const ledger::Genesis& genesis() const { return genesis_; }
   const ledger::Digest& genesis_digest() const { return genesis_digest_; }
 
@@ -150,6 +192,9 @@ class ChainClient {
   Result<SubmitResult> SubmitTo(Endpoint& endpoint, ByteSpan tx, bool wait);
   Status WatchFrom(Endpoint& endpoint, uint64_t* next_height, ledger::Digest* prev_digest,
                    const BlockCallback& callback, bool* stopped);
+  struct VerdictProgress;
+  Status WatchVerdictsFrom(Endpoint& endpoint, const VerdictQuery& query, VerdictProgress* progress,
+                           const VerdictCallback& callback);
 
   ChainClientOptions options_;
   ledger::Genesis genesis_;
@@ -177,6 +222,13 @@ Result<VerifiedTx> VerifyTxBytes(const ledger::Genesis& genesis, ByteSpan tx, ui
 // Re-checks a VerifiedTx (e.g. one read from a file) against the genesis.
 Status VerifyTx(const ledger::Genesis& genesis, const VerifiedTx& tx);
 
+// The results of `job` read from `state` (a validator's ledger opened offline, or the
+// validators through ScanState), with at most `validators` votes each: what
+// ChainClient::Results returns. InvalidArgument for a bad job name; ResourceExhausted over
+// `results_max`; DataLoss for records that do not decode or do not match their keys.
+Result<std::vector<ResultEntry>> ReadJobResults(const ledger::StateReader& state,
+                                                const std::string& job, size_t validators,
+                                                size_t results_max = kJobResultsMax);
 
 // A self-contained proof file (JSON, docs/auditor.md): chain id, genesis digest, tx id,
 // height, and the tx, proof, header and certificate encodings as hex.

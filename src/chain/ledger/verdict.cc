@@ -13,7 +13,6 @@ namespace {
 constexpr std::string_view kVoteDomain = "trustmoe/tx/vote/v1";
 constexpr std::string_view kVoteRecordDomain = "trustmoe/state/vote/v1";
 constexpr std::string_view kLiftDomain = "trustmoe/tx/lift-blacklist/v1";
-constexpr uint32_t kLiftReasonBytesMax = 256;
 constexpr size_t kResultReasonBytesMax = 512;
 
 Result<std::pair<Verdict, RejectReason>> ReadVerdict(crypto::CanonicalReader* r) {

@@ -46,6 +46,7 @@ std::string_view RejectReasonName(RejectReason reason);  // "mismatch", "output-
 bool IsAvailabilityReason(RejectReason reason);
 
 inline constexpr uint32_t kVoteDetailBytesMax = 256;
+inline constexpr uint32_t kLiftReasonBytesMax = 256;
 
 // canonical("trustmoe/tx/vote/v1", bytes edge, u64 result_nonce, u8 verdict, u8 reason,
 //           str detail)
@@ -82,7 +83,7 @@ std::string VotePrefix(const crypto::PublicKey& edge, uint64_t nonce);
 // Signed by the genesis admin: clears the blacklisting of `key` and its strikes and faults.
 struct LiftBlacklist {
   crypto::PublicKey key;
-  std::string reason;  // why the admin lifts it, 1..256 bytes (recorded for the audit)
+  std::string reason;  // why the admin lifts it, 1..kLiftReasonBytesMax bytes (for the audit)
 
   Bytes Encode() const;
   static Result<LiftBlacklist> Decode(ByteSpan body);

@@ -14,7 +14,8 @@ Result<ledger::ResultRecord> ReadResult(const ledger::StateReader& state, const 
   TRUSTMOE_ASSIGN_OR_RETURN(std::optional<Bytes> bytes, state.Get(key));
   if (!bytes.has_value()) return Status::NotFound("no result " + key);
   auto record = ledger::ResultRecord::Decode(*bytes);
-  if (!record.ok()) return Status::DataLoss("state entry " + key + ": " + record.status().message());
+  if (!record.ok())
+    return Status::DataLoss("state entry " + key + ": " + record.status().message());
   return record;
 }
 

@@ -27,8 +27,8 @@ namespace trustmoe::validator {
 
 // Which verdicts a stream wants.
 struct VerdictFilter {
-  std::string job;                         // empty: every job
-  std::optional<crypto::PublicKey> edge;   // nullopt: every edge
+  std::string job;                        // empty: every job
+  std::optional<crypto::PublicKey> edge;  // nullopt: every edge
   uint64_t from_height = 1;
   uint64_t to_height = 0;  // 0: no end
 };
