@@ -231,7 +231,8 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
       std::vector<ResultId> found;
       const uint64_t height = next_height_;
       read = ReadOutsideLock(lock, [&]() -> Status {
-        TRUSTMOE_ASSIGN_OR_RETURN(found, VerdictsOfBlock(service_->node_->store(), height, filter_));
+        TRUSTMOE_ASSIGN_OR_RETURN(found,
+                                  VerdictsOfBlock(service_->node_->store(), height, filter_));
         return Status::Ok();
       });
       if (!read.ok()) return FailLocked(read);
@@ -270,10 +271,10 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
   ChainService* service_;
   const VerdictFilter filter_;
   std::mutex mu_;
-  uint64_t next_height_;             // the next block to look into
-  std::deque<ResultId> pending_;     // verdicts of the last block looked into, not yet written
+  uint64_t next_height_;          // the next block to look into
+  std::deque<ResultId> pending_;  // verdicts of the last block looked into, not yet written
   bool writing_ = false;
-  bool reading_ = false;             // a caller reads the ledger with the lock released
+  bool reading_ = false;  // a caller reads the ledger with the lock released
   bool finished_ = false;
   bool end_requested_ = false;
   bool cancelled_ = false;

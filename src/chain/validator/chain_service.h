@@ -25,7 +25,7 @@ namespace trustmoe::validator {
 struct ChainServiceOptions {
   int64_t submit_timeout_ms = 30000;       // when a request gives 0
   int64_t submit_timeout_max_ms = 300000;  // longer requested waits are cut to this
-  uint32_t watch_streams_max = 256;  // WatchBlocks and WatchVerdicts together
+  uint32_t watch_streams_max = 256;        // WatchBlocks and WatchVerdicts together
   uint32_t list_limit_max = 1000;   // ListNodes / ListExperts / ListModels
   uint32_t scan_limit_max = 10000;  // ScanState
 };
