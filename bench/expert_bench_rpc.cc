@@ -362,6 +362,7 @@ Result<json> MeasureShape(Rig& rig, const RpcOptions& o, const RpcShape& shape,
   const Bytes& file = o.expert_file(shape);
   TRUSTMOE_ASSIGN_OR_RETURN(storage::StoredBlob blob, store.Put(file, /*pin=*/true));
   const std::string cid = blob.cid.ToString();
+  TRUSTMOE_RETURN_IF_ERROR(rig.daemons->PublishExpert(cid, shape.arch, file.size()));
   TRUSTMOE_RETURN_IF_ERROR(rig.runtime->Load(cid, file));
   const std::string dtype(edge::DTypeName(o.dtype));
   json rows_json = json::array();

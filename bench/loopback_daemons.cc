@@ -194,17 +194,22 @@ std::string Daemon::LogTail(size_t bytes_max) const {
 // ---- LoopbackDaemons ----
 
 Result<std::unique_ptr<LoopbackDaemons>> LoopbackDaemons::Start(
-    const DaemonBinaries& binaries, std::vector<crypto::PublicKey> store_writers) {
+    const DaemonBinaries& binaries, std::vector<crypto::PublicKey> store_writers, bool verify) {
   TRUSTMOE_RETURN_IF_ERROR(CheckDaemonBinaries(binaries));
   std::unique_ptr<LoopbackDaemons> d(new LoopbackDaemons());
   d->binaries_ = binaries;
   TRUSTMOE_ASSIGN_OR_RETURN(d->dir_, TempDir::Create("trustmoe-bench"));
-  TRUSTMOE_RETURN_IF_ERROR(d->StartValidators());
-  TRUSTMOE_RETURN_IF_ERROR(d->StartStore(store_writers));
+  if (verify) {
+    TRUSTMOE_RETURN_IF_ERROR(d->StartStore(store_writers));
+    TRUSTMOE_RETURN_IF_ERROR(d->StartValidators(d->store_->endpoint()));
+  } else {
+    TRUSTMOE_RETURN_IF_ERROR(d->StartValidators(""));
+    TRUSTMOE_RETURN_IF_ERROR(d->StartStore(store_writers));
+  }
   return d;
 }
 
-Status LoopbackDaemons::StartValidators() {
+Status LoopbackDaemons::StartValidators(const std::string& verify_store) {
   TRUSTMOE_ASSIGN_OR_RETURN(admin_, crypto::PrivateKey::Generate());
   genesis_.chain_id = "bench-chain";
   genesis_.created_unix_ms = 1700000000000;
@@ -227,7 +232,9 @@ Status LoopbackDaemons::StartValidators() {
                   "listen = \"" + genesis_.validators[i].endpoint + "\"\ndata_dir = \"" + dir +
                       "/data\"\nidentity_key = \"" + dir + "/key.pem\"\ngenesis = \"" +
                       dir_->Sub("genesis.json") + "\"\nport_file = \"" + dir +
-                      "/ports\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n"));
+                      "/ports\"\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n" +
+                      (verify_store.empty() ? std::string()
+                                            : "[verify]\nstore = [\"" + verify_store + "\"]\n")));
   }
   for (uint32_t i = 0; i < kValidators; ++i) {
     const std::string dir = dir_->Sub("v" + std::to_string(i));
@@ -350,6 +357,19 @@ Status LoopbackDaemons::RegisterEdge(const crypto::PublicKey& key, const std::st
   ledger::Tx tx = ledger::MakeTx(genesis_.chain_id, ledger::TxType::kRegisterNode, admin_,
                                  ledger::FreshNonce(), body.Encode());
   return chain->Submit(tx.Encode(), /*wait=*/true).status().WithContext("registering the edge");
+}
+
+Status LoopbackDaemons::PublishExpert(const std::string& cid, const std::string& arch,
+                                      uint64_t size) const {
+  TRUSTMOE_ASSIGN_OR_RETURN(auto chain, ChainClient());
+  ledger::PublishExpert body{cid, "bench/" + cid.substr(12, 12), arch, size};
+  ledger::Tx tx = ledger::MakeTx(genesis_.chain_id, ledger::TxType::kPublishExpert, admin_,
+                                 ledger::FreshNonce(), body.Encode());
+  auto done = chain->Submit(tx.Encode(), /*wait=*/true);
+  if (!done.ok() && done.status().code() != StatusCode::kAlreadyExists) {
+    return done.status().WithContext("publishing expert " + cid);
+  }
+  return Status::Ok();
 }
 
 }  // namespace trustmoe::bench

@@ -100,8 +100,11 @@ class LoopbackDaemons {
  public:
   // Writes keys, genesis and configs and starts the validators and the store. The store accepts
   // uploads signed by writer() and by `store_writers`. Errors name the daemon that failed.
+  // With `verify`, the store starts first and every validator verifies results against it
+  // ([verify] store).
   static Result<std::unique_ptr<LoopbackDaemons>> Start(
-      const DaemonBinaries& binaries, std::vector<crypto::PublicKey> store_writers);
+      const DaemonBinaries& binaries, std::vector<crypto::PublicKey> store_writers,
+      bool verify = false);
   ~LoopbackDaemons();  // Stop()
   LoopbackDaemons(const LoopbackDaemons&) = delete;
   LoopbackDaemons& operator=(const LoopbackDaemons&) = delete;
@@ -127,10 +130,13 @@ class LoopbackDaemons {
   // RegisterNode of `key` as an edge, signed by the admin and committed.
   Status RegisterEdge(const crypto::PublicKey& key, const std::string& name,
                       const std::string& endpoint) const;
+  // PublishExpert of `cid`, signed by the admin and committed (edges run published experts
+  // only). Ok when it is published already.
+  Status PublishExpert(const std::string& cid, const std::string& arch, uint64_t size) const;
 
  private:
   LoopbackDaemons() = default;
-  Status StartValidators();
+  Status StartValidators(const std::string& verify_store);
   Status StartStore(const std::vector<crypto::PublicKey>& store_writers);
 
   DaemonBinaries binaries_;

@@ -79,6 +79,8 @@ class World {
   static std::unique_ptr<World> Start(int edge_keys, std::set<uint32_t> byzantine) {
     std::unique_ptr<World> w(new World());
     storage::testing::StoreProcessOptions store_options;
+    // Two edges deliver up to 32 results each at once, and four validators read them.
+    store_options.concurrent_streams_max = 512;
     for (int i = 0; i < edge_keys; ++i) {
       w->keys.push_back(crypto::PrivateKey::Generate().value());
       store_options.extra_writers.push_back(w->keys.back().public_key());

@@ -78,27 +78,20 @@ Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::stri
     auto bytes = blobs_->Get(*cid, options_.tensor_bytes_max);
     if (bytes.ok()) return bytes;
     const StatusCode code = bytes.status().code();
-    if (code == StatusCode::kResourceExhausted || code == StatusCode::kOutOfRange) {
+    if (code == StatusCode::kFailedPrecondition) {
       *rejected = Reject(RejectReason::kMalformedTensor,
                          std::string(what) + " " + Short(cid_text) + " is larger than " +
                              std::to_string(options_.tensor_bytes_max) + " bytes");
       return bytes.status();
     }
-    const bool retry = code == StatusCode::kNotFound || code == StatusCode::kDeadlineExceeded ||
-                       code == StatusCode::kDataLoss;
-    if (!retry) {
-      // Unreachable store or our own trouble: not the edge's fault, no vote.
+    if (code != StatusCode::kNotFound) {
+      // A busy, slow, unreachable or corrupt store, or our own trouble: not the edge's fault.
+      // No vote; the caller tries again later.
       return bytes.status().WithContext(std::string("fetching ") + std::string(what));
     }
     if (clock_->MonotonicMs() >= deadline_ms) {
-      *rejected = code == StatusCode::kNotFound
-                      ? Reject(RejectReason::kOutputMissing,
-                               std::string(what) + " " + Short(cid_text) +
-                                   " is not in the store by the deadline")
-                      : Reject(RejectReason::kFetchTimeout,
-                               std::string(what) + " " + Short(cid_text) +
-                                   " could not be fetched by the deadline: " +
-                                   bytes.status().message());
+      *rejected = Reject(RejectReason::kOutputMissing, std::string(what) + " " + Short(cid_text) +
+                                                           " is not in the store by the deadline");
       return bytes.status();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.fetch_retry_ms));

@@ -26,7 +26,8 @@ namespace trustmoe::verify {
 
 // Where a verifier reads blobs (the store client in a validator; a map in tests). Get returns
 // the blob's bytes verified against `cid`; NotFound when the store answers that it does not
-// hold it; Unavailable when it cannot be reached; ResourceExhausted over `bytes_max`.
+// hold it; FailedPrecondition when it is over `bytes_max` (as StoreClient::Get); any other
+// error (unreachable, busy, slow, corrupt) is not held against the edge.
 class BlobSource {
  public:
   virtual ~BlobSource() = default;
@@ -67,7 +68,8 @@ class ResultVerifier {
 
  private:
   // The bytes of a result tensor, retried until `deadline_ms` (monotonic) while the store says
-  // NotFound. An Outcome when the edge is to blame (missing at the deadline, over the limit).
+  // NotFound. Sets `rejected` when the edge is to blame (missing at the deadline, over the
+  // limit); otherwise an error means no verdict yet.
   Result<Bytes> FetchTensor(std::string_view what, const std::string& cid, int64_t deadline_ms,
                             Outcome* rejected);
   Status EnsureExpert(const std::string& cid);
