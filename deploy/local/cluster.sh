@@ -8,7 +8,8 @@
 #   deploy/local/cluster.sh clean   down, then remove the cluster directory
 #
 # Environment: CLUSTER_DIR (default .cluster), BUILD_DIR (default build), BASE_PORT (default
-# 7610: validator i serves gRPC on BASE_PORT + i). The binaries must be built (tests/run.sh or
+# 7610: validator i serves gRPC on BASE_PORT + i), VERIFY_STORE (a trustmoe-store host:port:
+# the validators re-compute expert results against it and vote; unset: they do not verify). The binaries must be built (tests/run.sh or
 # deploy/demo.sh build them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,6 +52,9 @@ port_file = "$dir/v$i/ports"
 [http]
 listen = "127.0.0.1:0"
 TOML
+    if [ -n "${VERIFY_STORE:-}" ]; then
+      printf '[verify]\nstore = ["%s"]\n' "$VERIFY_STORE" >>"$dir/v$i/validator.toml"
+    fi
   done
 }
 
