@@ -6,6 +6,8 @@
 #   BENCH_ONLY=1 deploy/gpu/run.sh    build, bench (no tests)
 #   EXPERT_ONLY=1 deploy/gpu/run.sh   build and run only edge_runtime_test and expert_bench
 #   TESTS_ONLY=1 deploy/gpu/run.sh    build, test (no benchmarks)
+#   VERIFY_BENCH=1 (with any mode)    also bench/verify_bench (Mixtral-size check cost against
+#                                     the CUDA edge; verdict latency with 4 validators)
 # edge_runtime_test (its CPU tests and its RuntimeCuda.* GPU tests) runs on its own, in one
 # process, writing the GPU-vs-CPU error of every row to $OUT/gpu_errors.jsonl;
 # bench/expert_bench writes $OUT/expert_bench.json.
@@ -73,6 +75,16 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     | tee "$out/python_export.txt" || true
 fi
 
+if [ -n "${VERIFY_BENCH:-}" ]; then
+  echo "==> verify_bench"
+  if [ -x "$build/bench/verify_bench" ]; then
+    "$build/bench/verify_bench" --d-model 4096 --d-ff 14336 --rows 1024 --reps 3 \
+      --results 200 --rate 20 | tee "$out/verify_bench.txt" || echo "!! verify_bench failed"
+  else
+    echo "!! verify_bench was not built"
+  fi
+fi
+
 if [ -n "${TESTS_ONLY:-}" ]; then
   echo "==> benchmarks skipped (TESTS_ONLY)"
 else
@@ -96,6 +108,7 @@ echo "==> results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/nu
 if [ -z "${EXPERT_ONLY:-}" ]; then
   [ -f "$out/ctest.log" ] && grep -E "tests passed|failed out of" "$out/ctest.log"
   grep -sE "^ratio" "$out/store_bench.txt" || true
+  grep -sE "verify /|verify\(cpu\)|p50|accepted" "$out/verify_bench.txt" || true
   grep -sE "^  (ed25519|committed|  commit latency|new view|ledger verify)|^ratio" \
     "$out/chain_bench.txt" || true
 fi
