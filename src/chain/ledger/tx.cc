@@ -35,6 +35,7 @@ std::string_view TxTypeName(uint8_t type) {
     case TxType::kExpertUpdated: return "expert-updated";
     case TxType::kJobRecord: return "job-record";
     case TxType::kLiftBlacklist: return "lift-blacklist";
+    case TxType::kReportCommitment: return "report-commitment";
   }
   return "unknown";
 }

@@ -41,6 +41,7 @@ enum class TxType : uint8_t {
   kExpertUpdated = 18,
   kJobRecord = 19,
   kLiftBlacklist = 20,
+  kReportCommitment = 21,
 };
 std::string_view TxTypeName(uint8_t type);  // "register-node", ..., "unknown"
 

@@ -14,6 +14,7 @@ constexpr std::string_view kVoteDomain = "trustmoe/tx/vote/v1";
 constexpr std::string_view kVoteRecordDomain = "trustmoe/state/vote/v1";
 constexpr std::string_view kLiftDomain = "trustmoe/tx/lift-blacklist/v1";
 constexpr size_t kResultReasonBytesMax = 512;
+constexpr size_t kBlacklistReasonBytesMax = 1024;  // Reputation::Decode's bound
 
 Result<std::pair<Verdict, RejectReason>> ReadVerdict(crypto::CanonicalReader* r) {
   TRUSTMOE_ASSIGN_OR_RETURN(uint8_t verdict, r->U8());
@@ -63,15 +64,9 @@ std::pair<RejectReason, std::string> MajorityReason(const std::vector<VoteRecord
 
 }  // namespace
 
-Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
-                    std::string_view detail, ResultRecord* record, StateOverlay* state) {
-  record->status = verdict == Verdict::kAccepted ? ResultStatus::kAccepted : ResultStatus::kRejected;
-  record->verdict_height = ctx.height;
-  record->reason = verdict == Verdict::kRejected ? VerdictReasonText(reason, detail) : "";
-  state->Erase(PendingKey(record->edge, record->nonce));
-  state->Put(ResultKey(record->edge, record->nonce), record->Encode());
-
-  TRUSTMOE_ASSIGN_OR_RETURN(Reputation rep, state->GetReputation(record->edge));
+Status CountVerdict(const TxContext& ctx, const crypto::PublicKey& edge, Verdict verdict,
+                    RejectReason reason, std::string_view blacklist_reason, StateOverlay* state) {
+  TRUSTMOE_ASSIGN_OR_RETURN(Reputation rep, state->GetReputation(edge));
   if (verdict == Verdict::kAccepted) {
     ++rep.accepted;
   } else {
@@ -85,15 +80,30 @@ Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
     if (!rep.blacklisted && (rep.strikes >= p.strike_threshold || rep.faults >= p.fault_threshold)) {
       rep.blacklisted = true;
       rep.blacklisted_height = ctx.height;
-      char nonce_hex[17];
-      std::snprintf(nonce_hex, sizeof(nonce_hex), "%016llx",
-                    static_cast<unsigned long long>(record->nonce));
-      rep.blacklist_reason = "result " + std::string(nonce_hex) + " " + record->reason;
-      if (rep.blacklist_reason.size() > 1024) rep.blacklist_reason.resize(1024);
+      rep.blacklist_reason = std::string(blacklist_reason.substr(0, kBlacklistReasonBytesMax));
     }
   }
-  state->Put(ReputationKey(record->edge), rep.Encode());
+  state->Put(ReputationKey(edge), rep.Encode());
   return Status::Ok();
+}
+
+Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
+                    std::string_view detail, ResultRecord* record, StateOverlay* state) {
+  record->status =
+      verdict == Verdict::kAccepted ? ResultStatus::kAccepted : ResultStatus::kRejected;
+  record->verdict_height = ctx.height;
+  record->reason = verdict == Verdict::kRejected ? VerdictReasonText(reason, detail) : "";
+  state->Erase(PendingKey(record->edge, record->nonce));
+  state->Put(ResultKey(record->edge, record->nonce), record->Encode());
+
+  std::string blacklist_reason;
+  if (verdict == Verdict::kRejected) {
+    char nonce_hex[17];
+    std::snprintf(nonce_hex, sizeof(nonce_hex), "%016llx",
+                  static_cast<unsigned long long>(record->nonce));
+    blacklist_reason = "result " + std::string(nonce_hex) + " " + record->reason;
+  }
+  return CountVerdict(ctx, record->edge, verdict, reason, blacklist_reason, state);
 }
 
 namespace {

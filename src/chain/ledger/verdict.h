@@ -37,8 +37,8 @@ enum class RejectReason : uint8_t {
   kFetchTimeout = 3,        // the store did not answer by the deadline
   kMalformedTensor = 4,     // a tensor does not parse, or holds NaN/infinity where it matters
   kWrongShape = 5,          // rows or width differ from the commitment or the expert
-  kBadSignature = 6,        // reserved: evidence of a commitment not signed by the edge
-  kReplayedNonce = 7,       // reserved: evidence of a nonce signed over two bodies
+  kBadSignature = 6,        // reported: a commitment that is not the edge's valid signature
+  kReplayedNonce = 7,       // reported: a nonce the edge signed over two bodies
   kExpertNotPublished = 8,  // the expert CID is not published on the ledger
 };
 inline constexpr uint8_t kRejectReasonMax = 8;
@@ -92,9 +92,16 @@ struct LiftBlacklist {
 // The "reason" text stored with a REJECTED result: "<reason name>: <detail>".
 std::string VerdictReasonText(RejectReason reason, std::string_view detail);
 
+// Counts a final `verdict` on `edge`'s reputation: accepted or rejected, a strike or a fault
+// by `reason`, and the blacklisting (at ctx.height, with `blacklist_reason` cut to 1024 bytes)
+// once either reaches its genesis threshold. An edge already blacklisted stays blacklisted
+// with its first reason. DataLoss when the stored reputation is corrupt.
+Status CountVerdict(const TxContext& ctx, const crypto::PublicKey& edge, Verdict verdict,
+                    RejectReason reason, std::string_view blacklist_reason, StateOverlay* state);
+
 // Records the final `verdict` on `record` (status, reason text, verdict height; the pending
-// index goes) and on the edge's reputation: accepted or rejected, a strike or a fault by the
-// reason, and the blacklisting once either reaches its genesis threshold.
+// index goes) and counts it on the edge's reputation (CountVerdict, the blacklist reason
+// "result <nonce hex> <reason text>").
 Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
                     std::string_view detail, ResultRecord* record, StateOverlay* state);
 
