@@ -150,13 +150,8 @@ class World {
     w->expert_cid = put->cid.ToString();
     EXPECT_EQ(w->expert_cid, crypto::ComputeCid(w->expert_file).ToString());
     // Edges run published experts only.
-    ledger::PublishExpert publish{w->expert_cid, "it/expert", std::string(kArchSwiglu),
-                                  w->expert_file.size()};
-    auto published = w->chain->Submit(
-        ledger::MakeTx(w->cluster->genesis().chain_id, ledger::TxType::kPublishExpert,
-                       w->cluster->admin(), ledger::FreshNonce(), publish.Encode())
-            .Encode());
-    EXPECT_TRUE(published.ok()) << published.status().ToString();
+    Status published = w->Publish(w->expert_cid, w->expert_file.size());
+    EXPECT_TRUE(published.ok()) << published.ToString();
     if (!published.ok()) return nullptr;
     auto runtime = ExpertRuntime::Create(RuntimeOptions{});
     EXPECT_TRUE(runtime.ok()) << runtime.status().ToString();
@@ -166,6 +161,16 @@ class World {
     EXPECT_TRUE(loaded.ok()) << loaded.ToString();
     if (!loaded.ok()) return nullptr;
     return w;
+  }
+
+  // The admin publishes `cid` as an expert (committed).
+  Status Publish(const std::string& cid, uint64_t size) const {
+    ledger::PublishExpert publish{cid, "it/" + cid.substr(12, 8), std::string(kArchSwiglu), size};
+    return chain
+        ->Submit(ledger::MakeTx(cluster->genesis().chain_id, ledger::TxType::kPublishExpert,
+                                cluster->admin(), ledger::FreshNonce(), publish.Encode())
+                     .Encode())
+        .status();
   }
 
   // An edge process for edge key `i`.
@@ -434,7 +439,12 @@ TEST_F(EdgeTest, BadInputGetsAClearErrorAndCommitsNothing) {
   ASSERT_TRUE(not_an_expert.ok()) << not_an_expert.status().ToString();
   const std::string unknown_cid =
       crypto::ComputeCid(AsBytes(std::string("no such blob"))).ToString();
+  const std::string unpublished_cid =
+      crypto::ComputeCid(AsBytes(std::string("never published"))).ToString();
   const std::string& cid = world_->expert_cid;
+  // Published, so that the edge gets as far as the store and the file.
+  ASSERT_TRUE(world_->Publish(unknown_cid, 12).ok());
+  ASSERT_TRUE(world_->Publish(not_an_expert->cid.ToString(), not_an_expert->size).ok());
 
   struct Case {
     std::string name;
@@ -455,8 +465,10 @@ TEST_F(EdgeTest, BadInputGetsAClearErrorAndCommitsNothing) {
        grpc::StatusCode::INVALID_ARGUMENT, "NaN or infinity at row 1"},
       {"rows over rows_per_request_max", "job-b", cid, Activations(kRowsMax + 1, kDModel, 25),
        grpc::StatusCode::INVALID_ARGUMENT, "65 rows, expected 1..64"},
-      {"unknown CID", "job-b", unknown_cid, good, grpc::StatusCode::NOT_FOUND,
-       "is not in the store"},
+      {"published CID that is not in the store", "job-b", unknown_cid, good,
+       grpc::StatusCode::NOT_FOUND, "is not in the store"},
+      {"CID not published on the ledger", "job-b", unpublished_cid, good,
+       grpc::StatusCode::FAILED_PRECONDITION, "is not published on the ledger"},
       {"malformed CID", "job-b", "sha256-tree:XYZ", good, grpc::StatusCode::INVALID_ARGUMENT,
        "expert_cid"},
       {"blob that is not an expert", "job-b", not_an_expert->cid.ToString(), good,
@@ -584,6 +596,15 @@ TEST(EdgeOutboxTest, ResultsAnsweredWhileTheChainIsDownAreCommittedAfterRestarts
   ASSERT_TRUE(WaitFor([&] { return edge->Health().serving(); }, 10s)) << edge->Log();
   auto stub = edge->Stub();
   ASSERT_NE(stub, nullptr);
+  // One call while the chain is up: the edge learns that the expert is published (it serves
+  // only experts the chain confirmed, and remembers them).
+  {
+    v1::CallResponse response;
+    ASSERT_TRUE(Forward(stub.get(), "job-o", 100, world->expert_cid,
+                        Activations(3, kDModel, 39), &response)
+                    .ok());
+    ASSERT_TRUE(WaitFor([&] { return world->Committed(IdOf(response)); }, kCommitTimeout));
+  }
 
   for (uint32_t i = 0; i < world->cluster->size(); ++i) {
     EXPECT_EQ(world->cluster->Stop(i), 0) << world->cluster->Log(i);
@@ -599,7 +620,7 @@ TEST(EdgeOutboxTest, ResultsAnsweredWhileTheChainIsDownAreCommittedAfterRestarts
   }
   v1::InfoResponse info = edge->Info();
   EXPECT_EQ(info.outbox_depth(), static_cast<uint64_t>(kCalls));
-  EXPECT_EQ(info.requests(), static_cast<uint64_t>(kCalls));
+  EXPECT_EQ(info.requests(), static_cast<uint64_t>(kCalls) + 1);
   EXPECT_EQ(edge->Stop(), 0) << edge->Log();
 
   for (uint32_t i = 0; i < world->cluster->size(); ++i) {
@@ -619,7 +640,7 @@ TEST(EdgeOutboxTest, ResultsAnsweredWhileTheChainIsDownAreCommittedAfterRestarts
     auto tx = world->chain->GetTx(id);
     EXPECT_TRUE(tx.ok()) << ToHex(id) << ": " << tx.status().ToString();
   }
-  EXPECT_EQ(world->Results(0).size(), static_cast<size_t>(kCalls));
+  EXPECT_EQ(world->Results(0).size(), static_cast<size_t>(kCalls) + 1);
   EXPECT_EQ(edge->Stop(), 0) << edge->Log();
 }
 

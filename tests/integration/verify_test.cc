@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "chain/ledger/report.h"
 #include "chain/ledger/result.h"
 #include "chain/ledger/tx.h"
 #include "chain/ledger/verdict.h"
@@ -283,11 +284,14 @@ HostTensor Honest(World& w, const Expert& e, const HostTensor& x) {
 }
 
 TEST(VerifyTest, ManipulationsAreRejectedAndTheirEdgesBlacklisted) {
-  // Keys: 0..8 manipulators (one per manipulation), 9 an honest manipulator-free control.
-  auto w = World::Start(10, {kByzantine});
+  // Keys: 0..8 manipulators caught by re-computation, 9 an honest control, 10 and 11
+  // manipulators caught by the gate's report of the commitment they handed over.
+  auto w = World::Start(12, {kByzantine});
   ASSERT_NE(w, nullptr);
   std::set<crypto::PublicKey> cheats;
-  for (int i = 0; i < 9; ++i) cheats.insert(w->keys[i].public_key());
+  for (int i = 0; i < 12; ++i) {
+    if (i != 9) cheats.insert(w->keys[i].public_key());
+  }
   ByzantineVoter byzantine(w.get(), cheats);
 
   const int64_t rows = 16;  // <= verify_rows_min: every row is re-computed
@@ -388,6 +392,60 @@ TEST(VerifyTest, ManipulationsAreRejectedAndTheirEdgesBlacklisted) {
   ASSERT_TRUE(honest.has_value());
   EXPECT_EQ(honest->status, ResultStatus::kAccepted) << honest->reason;
   EXPECT_FALSE(w->Reputation(w->keys[9].public_key()).blacklisted);
+
+  // Commitments the chain never orders, reported by the gate that was handed them: one signed
+  // by another key than the edge's, one reusing a nonce the edge signed another body with.
+  crypto::PrivateKey gate = crypto::PrivateKey::Generate().value();
+  ASSERT_TRUE(w->chain
+                  ->Submit(w->Tx(ledger::TxType::kRegisterNode, w->cluster->admin(),
+                                 ledger::RegisterNode{gate.public_key(), ledger::NodeRole::kGate,
+                                                      "gate", ""}
+                                     .Encode()))
+                  .ok());
+  Cheat call = forward(File(y));
+  const std::string input_cid = crypto::ComputeCid(call.input).ToString();
+  ledger::ExpertResultBody body{ledger::CallKind::kForward, "cheat-job", 1, w->a.cid, input_cid,
+                                "", crypto::ComputeCid(call.output).ToString(),
+                                static_cast<uint64_t>(rows)};
+  auto report = [&](int edge, const Bytes& commitment) {
+    ledger::ReportCommitment r{w->keys[edge].public_key(), commitment, w->a.cid, input_cid};
+    return w->chain->Submit(w->Tx(ledger::TxType::kReportCommitment, gate, r.Encode())).status();
+  };
+  {
+    SCOPED_TRACE("commitment signed by another key");
+    crypto::PrivateKey other = crypto::PrivateKey::Generate().value();
+    Bytes forged = ledger::MakeTx(w->cluster->genesis().chain_id, ledger::TxType::kExpertResult,
+                                  other, ledger::FreshNonce(), body.Encode())
+                       .Encode();
+    EXPECT_EQ(w->chain->Submit(forged).status().code(), StatusCode::kPermissionDenied);
+    Status reported = report(10, forged);
+    EXPECT_TRUE(reported.ok()) << reported.ToString();
+    ledger::Reputation rep = w->Reputation(w->keys[10].public_key());
+    EXPECT_TRUE(rep.blacklisted);
+    EXPECT_THAT(rep.blacklist_reason, HasSubstr("bad-signature"));
+    std::cout << "[ info ] commitment signed by another key: " << rep.blacklist_reason << "\n";
+  }
+  {
+    SCOPED_TRACE("nonce replayed over another body");
+    const uint64_t nonce = Submit(*w, w->keys[11], call);  // committed honestly
+    ledger::ExpertResultBody other_body = body;
+    other_body.step = 2;
+    Bytes replay = ledger::MakeTx(w->cluster->genesis().chain_id, ledger::TxType::kExpertResult,
+                                  w->keys[11], nonce, other_body.Encode())
+                       .Encode();
+    EXPECT_EQ(w->chain->Submit(replay).status().code(), StatusCode::kAlreadyExists);
+    Status reported = report(11, replay);
+    EXPECT_TRUE(reported.ok()) << reported.ToString();
+    ledger::Reputation rep = w->Reputation(w->keys[11].public_key());
+    EXPECT_TRUE(rep.blacklisted);
+    EXPECT_THAT(rep.blacklist_reason, HasSubstr("replayed-nonce"));
+    std::cout << "[ info ] nonce replayed over another body: " << rep.blacklist_reason << "\n";
+    // A valid commitment proves nothing: reporting one is refused.
+    Bytes valid = ledger::MakeTx(w->cluster->genesis().chain_id, ledger::TxType::kExpertResult,
+                                 w->keys[9], ledger::FreshNonce(), body.Encode())
+                      .Encode();
+    EXPECT_EQ(report(9, valid).code(), StatusCode::kInvalidArgument);
+  }
 
   // The byzantine validator changed no verdict; its votes against them are on its record,
   // and the honest validators have none.
