@@ -22,6 +22,7 @@ namespace trustmoe::ledger {
 namespace {
 
 using testing::KeyFromByte;
+using testing::MapState;
 using testing::Validators;
 
 constexpr char kChain[] = "test-chain";
@@ -153,25 +154,6 @@ TEST(TxTest, BodiesRejectHostileFields) {
 }
 
 // ---- Execution on state ----
-
-class MapState : public StateReader {
- public:
-  Result<std::optional<Bytes>> Get(const std::string& key) const override {
-    auto it = map.find(key);
-    if (it == map.end()) return std::optional<Bytes>();
-    return std::optional<Bytes>(it->second);
-  }
-  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string&, const std::string&,
-                                                          size_t) const override {
-    return std::vector<std::pair<std::string, Bytes>>();
-  }
-  void Apply(const StateOverlay& o) {
-    for (const auto& [k, v] : o.writes()) {
-      if (v) map[k] = *v; else map.erase(k);
-    }
-  }
-  std::map<std::string, Bytes> map;
-};
 
 class ExecuteTest : public ::testing::Test {
  protected:

@@ -4,14 +4,43 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "chain/ledger/block.h"
+#include "chain/ledger/state.h"
 #include "chain/pbft/messages.h"
 #include "crypto/ed25519.h"
 
 namespace trustmoe::ledger::testing {
+
+// Committed state in a map, for executing transactions without a ledger: Apply keeps an
+// overlay's writes (erasing deleted keys). Scan is not needed by the handlers and returns
+// nothing.
+class MapState : public StateReader {
+ public:
+  Result<std::optional<Bytes>> Get(const std::string& key) const override {
+    auto it = map.find(key);
+    if (it == map.end()) return std::optional<Bytes>();
+    return std::optional<Bytes>(it->second);
+  }
+  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string&, const std::string&,
+                                                          size_t) const override {
+    return std::vector<std::pair<std::string, Bytes>>();
+  }
+  void Apply(const StateOverlay& o) {
+    for (const auto& [k, v] : o.writes()) {
+      if (v) {
+        map[k] = *v;
+      } else {
+        map.erase(k);
+      }
+    }
+  }
+  std::map<std::string, Bytes> map;
+};
 
 inline crypto::PrivateKey KeyFromByte(uint8_t b) {
   Bytes seed(32, b);

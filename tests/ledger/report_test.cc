@@ -23,6 +23,7 @@ namespace trustmoe::ledger {
 namespace {
 
 using testing::KeyFromByte;
+using testing::MapState;
 using testing::Validators;
 
 constexpr char kChain[] = "report-chain";
@@ -56,29 +57,6 @@ ExpertResultBody ForwardBody(std::string job = "job-1", uint64_t step = 3) {
   body.rows = 16;
   return body;
 }
-
-class MapState : public StateReader {
- public:
-  Result<std::optional<Bytes>> Get(const std::string& key) const override {
-    auto it = map.find(key);
-    if (it == map.end()) return std::optional<Bytes>();
-    return std::optional<Bytes>(it->second);
-  }
-  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string&, const std::string&,
-                                                          size_t) const override {
-    return std::vector<std::pair<std::string, Bytes>>();
-  }
-  void Apply(const StateOverlay& o) {
-    for (const auto& [k, v] : o.writes()) {
-      if (v) {
-        map[k] = *v;
-      } else {
-        map.erase(k);
-      }
-    }
-  }
-  std::map<std::string, Bytes> map;
-};
 
 // ---- Encodings ----
 

@@ -20,6 +20,7 @@ namespace trustmoe::ledger {
 namespace {
 
 using testing::KeyFromByte;
+using testing::MapState;
 using testing::Validators;
 
 constexpr char kChain[] = "verdict-chain";
@@ -186,29 +187,6 @@ TEST(VerdictKeysTest, KeysNestUnderTheirPrefixes) {
 }
 
 // ---- Execution ----
-
-class MapState : public StateReader {
- public:
-  Result<std::optional<Bytes>> Get(const std::string& key) const override {
-    auto it = map.find(key);
-    if (it == map.end()) return std::optional<Bytes>();
-    return std::optional<Bytes>(it->second);
-  }
-  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string&, const std::string&,
-                                                          size_t) const override {
-    return std::vector<std::pair<std::string, Bytes>>();
-  }
-  void Apply(const StateOverlay& o) {
-    for (const auto& [k, v] : o.writes()) {
-      if (v) {
-        map[k] = *v;
-      } else {
-        map.erase(k);
-      }
-    }
-  }
-  std::map<std::string, Bytes> map;
-};
 
 // Four validators (f = 1, quorum 3), the admin, one registered edge and one published expert
 // (Cid('a'), the expert of ForwardBody).
