@@ -1730,12 +1730,15 @@ Status ApplyParam(const std::string& text, ledger::ChainParams* p, std::set<std:
   if (key == "tolerance_f32_ppm") return u32(&p->tolerance_f32_ppm);
   if (key == "tolerance_bf16_ppm") return u32(&p->tolerance_bf16_ppm);
   if (key == "tolerance_f16_ppm") return u32(&p->tolerance_f16_ppm);
+  if (key == "verify_update_fraction_ppm") return u32(&p->verify_update_fraction_ppm);
+  if (key == "tolerance_update_ppm") return u32(&p->tolerance_update_ppm);
   return Status::InvalidArgument(
       "--param: unknown parameter '" + key +
       "' (known: checkpoint_interval, watermark_window, block_txs_max, block_bytes_max, "
       "tx_bytes_max, view_change_timeout_ms, max_clock_skew_ms, strike_threshold, "
       "fault_threshold, verify_rows_min, verify_fraction_ppm, verify_deadline_ms, "
-      "tolerance_f32_ppm, tolerance_bf16_ppm, tolerance_f16_ppm)");
+      "tolerance_f32_ppm, tolerance_bf16_ppm, tolerance_f16_ppm, verify_update_fraction_ppm, "
+      "tolerance_update_ppm)");
 }
 
 Result<ledger::Genesis> GenesisFromFlags() {

@@ -341,6 +341,118 @@ class TorchRuntime final : public ExpertRuntime {
     return ExportExpertFile(entry->weights, dtype);
   }
 
+  Result<Bytes> ExportOptimizerState(const std::string& key) const override {
+    std::shared_ptr<Entry> entry;
+    {
+      std::lock_guard lock(mu_);
+      auto it = entries_.find(key);
+      if (it == entries_.end()) return NotHeld(key);
+      entry = it->second;
+      if (!entry->training) {
+        return Status::FailedPrecondition("expert " + key + " is not a training copy");
+      }
+    }
+    std::shared_lock weights_lock(entry->weights_mu);
+    std::lock_guard lock(entry->train_mu);
+    try {
+      std::vector<torch::Tensor> host;
+      std::vector<TensorData> tensors;
+      host.reserve(3 * entry->weights.Parameters().size());
+      auto add = [&](const std::string& prefix,
+                     const std::map<std::string, torch::Tensor>& state) {
+        for (const auto& [name, tensor] : state) {
+          host.push_back(tensor.detach().to(torch::kCPU, torch::kFloat32).contiguous());
+          const torch::Tensor& t = host.back();
+          tensors.push_back({prefix + name, DType::kF32,
+                             std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                             ByteSpan(static_cast<const uint8_t*>(t.data_ptr()),
+                                      static_cast<size_t>(t.numel()) * t.element_size())});
+        }
+      };
+      add("momentum.", entry->momentum);
+      add("adam_m.", entry->adam_m);
+      add("adam_v.", entry->adam_v);
+      Metadata metadata{{"trustmoe.format", std::string(kOptimizerStateFormat)},
+                        {"trustmoe.adam_steps", std::to_string(entry->adam_steps)}};
+      if (tensors.empty()) {
+        // safetensors needs no tensor, but an empty data section reads as a truncated file to
+        // some tools: a one-element marker keeps the file well-formed everywhere.
+        static const float kZero = 0;
+        tensors.push_back({"empty", DType::kF32, {1},
+                           ByteSpan(reinterpret_cast<const uint8_t*>(&kZero), sizeof(kZero))});
+      }
+      return WriteSafetensors(metadata, std::move(tensors));
+    } catch (const std::exception& e) {
+      return TorchErrorStatus(e, "exporting the optimizer state of " + key);
+    }
+  }
+
+  Status ImportOptimizerState(const std::string& key, ByteSpan file) override {
+    TRUSTMOE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> entry, Acquire(key));
+    {
+      std::lock_guard lock(mu_);
+      if (!entry->training) {
+        return Status::FailedPrecondition("expert " + key + " is not a training copy");
+      }
+    }
+    TRUSTMOE_ASSIGN_OR_RETURN(SafetensorsFile parsed, ParseSafetensors(file));
+    auto format = parsed.metadata().find("trustmoe.format");
+    if (format == parsed.metadata().end() || format->second != kOptimizerStateFormat) {
+      return Status::InvalidArgument("optimizer state: trustmoe.format must be " +
+                                     std::string(kOptimizerStateFormat));
+    }
+    auto steps_it = parsed.metadata().find("trustmoe.adam_steps");
+    int64_t adam_steps = -1;
+    if (steps_it != parsed.metadata().end() && !steps_it->second.empty() &&
+        steps_it->second.size() <= 12 &&
+        steps_it->second.find_first_not_of("0123456789") == std::string::npos) {
+      adam_steps = std::stoll(steps_it->second);
+    }
+    if (adam_steps < 0) {
+      return Status::InvalidArgument("optimizer state: trustmoe.adam_steps must be a decimal count");
+    }
+    std::unique_lock weights_lock(entry->weights_mu);
+    std::map<std::string, torch::Tensor> params;
+    for (auto& [name, tensor] : entry->weights.Parameters()) params[name] = tensor;
+    std::map<std::string, torch::Tensor> momentum, adam_m, adam_v;
+    try {
+      for (const TensorInfo& info : parsed.tensors()) {
+        if (info.name == "empty") continue;
+        std::map<std::string, torch::Tensor>* target = nullptr;
+        std::string param;
+        for (auto [prefix, map] : {std::pair{std::string("momentum."), &momentum},
+                                   std::pair{std::string("adam_m."), &adam_m},
+                                   std::pair{std::string("adam_v."), &adam_v}}) {
+          if (info.name.starts_with(prefix)) {
+            target = map;
+            param = info.name.substr(prefix.size());
+          }
+        }
+        auto p = params.find(param);
+        if (target == nullptr || p == params.end()) {
+          return Status::InvalidArgument("optimizer state: unknown tensor '" + info.name + "'");
+        }
+        if (info.dtype != DType::kF32 ||
+            std::vector<int64_t>(p->second.sizes().begin(), p->second.sizes().end()) != info.shape) {
+          return Status::InvalidArgument("optimizer state: tensor '" + info.name +
+                                         "' is not f32 of its parameter's shape");
+        }
+        ByteSpan data = parsed.Data(info);
+        torch::Tensor host = torch::empty(info.shape, torch::kFloat32);
+        std::memcpy(host.data_ptr(), data.data(), data.size());
+        (*target)[param] = host.to(p->second.device());
+      }
+    } catch (const std::exception& e) {
+      return TorchErrorStatus(e, "importing the optimizer state of " + key);
+    }
+    std::lock_guard lock(entry->train_mu);
+    entry->momentum = std::move(momentum);
+    entry->adam_m = std::move(adam_m);
+    entry->adam_v = std::move(adam_v);
+    entry->adam_steps = adam_steps;
+    return Status::Ok();
+  }
+
   RuntimeStats Stats() const override {
     std::lock_guard lock(mu_);
     RuntimeStats stats = stats_;

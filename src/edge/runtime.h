@@ -19,6 +19,8 @@
 
 namespace trustmoe::edge {
 
+inline constexpr std::string_view kOptimizerStateFormat = "trustmoe-optimizer-state-v1";
+
 struct RuntimeOptions {
   std::string device = "cpu";            // "cpu", "cuda", "cuda:N"
   DType compute_dtype = DType::kF32;     // weights and arithmetic on the device
@@ -111,6 +113,17 @@ class ExpertRuntime {
   virtual Status Step(const std::string& key, const OptimizerSpec& optimizer) = 0;
   // The expert's current weights as an expert file of `dtype`.
   virtual Result<Bytes> Export(const std::string& key, DType dtype) const = 0;
+
+  // The optimizer state of training copy `key` as an optimizer-state file
+  // (docs/formats/expert.md): f32 tensors "momentum.<param>", "adam_m.<param>" and
+  // "adam_v.<param>" for those that exist, and metadata trustmoe.format =
+  // kOptimizerStateFormat and trustmoe.adam_steps. FailedPrecondition unless `key` is a
+  // training copy.
+  virtual Result<Bytes> ExportOptimizerState(const std::string& key) const = 0;
+  // Replaces the optimizer state of training copy `key` with that of `file` (as
+  // ExportOptimizerState writes it). InvalidArgument for a malformed file, an unknown tensor
+  // name or a shape other than its parameter's; the state is unchanged then.
+  virtual Status ImportOptimizerState(const std::string& key, ByteSpan file) = 0;
 
   virtual RuntimeStats Stats() const = 0;
   virtual DeviceMemory Memory() const = 0;

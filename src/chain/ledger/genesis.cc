@@ -152,9 +152,13 @@ Status Genesis::Validate() const {
   if (p.verify_deadline_ms < 100 || p.verify_deadline_ms > 3600000) {
     return Status::InvalidArgument("genesis: verify_deadline_ms must be 100 .. 3600000");
   }
+  if (p.verify_update_fraction_ppm > 1000000) {
+    return Status::InvalidArgument("genesis: verify_update_fraction_ppm must be 0 .. 1000000");
+  }
   for (auto [name, v] : {std::pair{"tolerance_f32_ppm", p.tolerance_f32_ppm},
                          std::pair{"tolerance_bf16_ppm", p.tolerance_bf16_ppm},
-                         std::pair{"tolerance_f16_ppm", p.tolerance_f16_ppm}}) {
+                         std::pair{"tolerance_f16_ppm", p.tolerance_f16_ppm},
+                         std::pair{"tolerance_update_ppm", p.tolerance_update_ppm}}) {
     if (v == 0 || v > 1000000) {
       return Status::InvalidArgument(std::string("genesis: ") + name + " must be 1 .. 1000000");
     }
@@ -172,6 +176,7 @@ Bytes Genesis::Canonical() const {
   w.I64(params.max_clock_skew_ms).U64(params.strike_threshold).U64(params.fault_threshold);
   w.U64(params.verify_rows_min).U64(params.verify_fraction_ppm).I64(params.verify_deadline_ms);
   w.U64(params.tolerance_f32_ppm).U64(params.tolerance_bf16_ppm).U64(params.tolerance_f16_ppm);
+  w.U64(params.verify_update_fraction_ppm).U64(params.tolerance_update_ppm);
   return w.Take();
 }
 
@@ -202,7 +207,9 @@ std::string Genesis::ToJson() const {
                  {"verify_deadline_ms", params.verify_deadline_ms},
                  {"tolerance_f32_ppm", params.tolerance_f32_ppm},
                  {"tolerance_bf16_ppm", params.tolerance_bf16_ppm},
-                 {"tolerance_f16_ppm", params.tolerance_f16_ppm}};
+                 {"tolerance_f16_ppm", params.tolerance_f16_ppm},
+                 {"verify_update_fraction_ppm", params.verify_update_fraction_ppm},
+                 {"tolerance_update_ppm", params.tolerance_update_ppm}};
   return j.dump(2) + "\n";
 }
 
@@ -247,7 +254,8 @@ Result<Genesis> Genesis::FromJson(std::string_view text) {
         {"checkpoint_interval", "watermark_window", "block_txs_max", "block_bytes_max",
          "tx_bytes_max", "view_change_timeout_ms", "max_clock_skew_ms", "strike_threshold",
          "fault_threshold", "verify_rows_min", "verify_fraction_ppm", "verify_deadline_ms",
-         "tolerance_f32_ppm", "tolerance_bf16_ppm", "tolerance_f16_ppm"}));
+         "tolerance_f32_ppm", "tolerance_bf16_ppm", "tolerance_f16_ppm",
+         "verify_update_fraction_ppm", "tolerance_update_ppm"}));
     ChainParams& p = g.params;
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "checkpoint_interval", &p.checkpoint_interval, false));
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "watermark_window", &p.watermark_window, false));
@@ -268,6 +276,10 @@ Result<Genesis> Genesis::FromJson(std::string_view text) {
     TRUSTMOE_RETURN_IF_ERROR(
         Field(*ps, where, "tolerance_bf16_ppm", &p.tolerance_bf16_ppm, false));
     TRUSTMOE_RETURN_IF_ERROR(Field(*ps, where, "tolerance_f16_ppm", &p.tolerance_f16_ppm, false));
+    TRUSTMOE_RETURN_IF_ERROR(
+        Field(*ps, where, "verify_update_fraction_ppm", &p.verify_update_fraction_ppm, false));
+    TRUSTMOE_RETURN_IF_ERROR(
+        Field(*ps, where, "tolerance_update_ppm", &p.tolerance_update_ppm, false));
   }
   TRUSTMOE_RETURN_IF_ERROR(g.Validate());
   return g;

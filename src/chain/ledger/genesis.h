@@ -49,6 +49,10 @@ struct ChainParams {
   uint32_t tolerance_f32_ppm = 100;
   uint32_t tolerance_bf16_ppm = 30000;
   uint32_t tolerance_f16_ppm = 10000;
+  // Expert updates: the fraction whose optimizer step validators re-run, and the per-tensor
+  // relative L2 error allowed on the weight change (child − parent) against the re-run.
+  uint32_t verify_update_fraction_ppm = 100000;
+  uint32_t tolerance_update_ppm = 10000;
   bool operator==(const ChainParams&) const = default;
 };
 

@@ -2,6 +2,7 @@
 
 #include "chain/ledger/report.h"
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "chain/ledger/verdict.h"
 
 #include <cstdio>
@@ -244,6 +245,7 @@ TxRegistry TxRegistry::Default() {
   r.Register(static_cast<uint8_t>(TxType::kPublishModel), std::make_shared<PublishModelHandler>());
   r.Register(static_cast<uint8_t>(TxType::kExpertResult), MakeExpertResultHandler());
   r.Register(static_cast<uint8_t>(TxType::kVote), MakeVoteHandler());
+  r.Register(static_cast<uint8_t>(TxType::kExpertUpdated), MakeExpertUpdatedHandler());
   r.Register(static_cast<uint8_t>(TxType::kLiftBlacklist), MakeLiftBlacklistHandler());
   r.Register(static_cast<uint8_t>(TxType::kReportCommitment), MakeReportCommitmentHandler());
   return r;

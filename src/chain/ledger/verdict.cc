@@ -2,9 +2,13 @@
 
 #include <array>
 #include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "crypto/canonical.h"
 
 namespace trustmoe::ledger {
@@ -108,14 +112,51 @@ Status ApplyVerdict(const TxContext& ctx, Verdict verdict, RejectReason reason,
 
 namespace {
 
-// Finalizes `record` with `verdict` from `votes` and counts the votes against it as
+// What a vote is on: a result or an update, named by (edge, nonce) (a signer's nonces are
+// unique across all its transactions), with its status and how to record the final verdict.
+struct Subject {
+  std::string key;
+  ResultStatus status = ResultStatus::kPending;
+  std::function<Status(Verdict, RejectReason, const std::string&)> apply;
+};
+
+Result<std::optional<Subject>> FindSubject(const TxContext& ctx, const VoteBody& body,
+                                           StateOverlay* state) {
+  const std::string result_key = ResultKey(body.edge, body.result_nonce);
+  TRUSTMOE_ASSIGN_OR_RETURN(auto bytes, state->Get(result_key));
+  if (bytes.has_value()) {
+    auto record = ResultRecord::Decode(*bytes);
+    if (!record.ok()) return Status::DataLoss(result_key + ": " + record.status().message());
+    auto shared = std::make_shared<ResultRecord>(std::move(record).value());
+    return std::optional<Subject>(Subject{
+        result_key, shared->status,
+        [&ctx, shared, state](Verdict v, RejectReason r, const std::string& detail) {
+          return ApplyVerdict(ctx, v, r, detail, shared.get(), state);
+        }});
+  }
+  const std::string update_key = UpdateKey(body.edge, body.result_nonce);
+  TRUSTMOE_ASSIGN_OR_RETURN(bytes, state->Get(update_key));
+  if (bytes.has_value()) {
+    auto record = UpdateRecord::Decode(*bytes);
+    if (!record.ok()) return Status::DataLoss(update_key + ": " + record.status().message());
+    auto shared = std::make_shared<UpdateRecord>(std::move(record).value());
+    return std::optional<Subject>(Subject{
+        update_key, shared->status,
+        [&ctx, shared, state](Verdict v, RejectReason r, const std::string& detail) {
+          return ApplyUpdateVerdict(ctx, v, r, detail, shared.get(), state);
+        }});
+  }
+  return std::optional<Subject>();
+}
+
+// Finalizes `subject` with `verdict` from `votes` and counts the votes against it as
 // contradictions.
 Status Finalize(const TxContext& ctx, Verdict verdict, const std::vector<VoteRecord>& votes,
-                ResultRecord* record, StateOverlay* state) {
+                const Subject& subject, StateOverlay* state) {
   auto [reason, detail] = verdict == Verdict::kRejected
                               ? MajorityReason(votes)
                               : std::pair<RejectReason, std::string>{RejectReason::kNone, ""};
-  TRUSTMOE_RETURN_IF_ERROR(ApplyVerdict(ctx, verdict, reason, detail, record, state));
+  TRUSTMOE_RETURN_IF_ERROR(subject.apply(verdict, reason, detail));
   for (const VoteRecord& v : votes) {
     if (v.verdict != verdict) {
       TRUSTMOE_RETURN_IF_ERROR(AddContradiction(state, *ctx.genesis, v.validator));
@@ -135,13 +176,12 @@ class VoteHandler : public TxHandler {
                                       "... is not a validator of the genesis");
     }
     TRUSTMOE_ASSIGN_OR_RETURN(VoteBody body, VoteBody::Decode(tx.body));
-    const std::string result_key = ResultKey(body.edge, body.result_nonce);
-    TRUSTMOE_ASSIGN_OR_RETURN(auto result_bytes, state->Get(result_key));
-    if (!result_bytes.has_value()) {
-      return Status::NotFound("vote: no result " + result_key);
+    TRUSTMOE_ASSIGN_OR_RETURN(std::optional<Subject> subject, FindSubject(ctx, body, state));
+    if (!subject.has_value()) {
+      return Status::NotFound("vote: no result " + ResultKey(body.edge, body.result_nonce) +
+                              " and no update of that edge and nonce");
     }
-    auto record = ResultRecord::Decode(*result_bytes);
-    if (!record.ok()) return Status::DataLoss("result " + result_key + ": " + record.status().message());
+    const std::string& result_key = subject->key;
     const uint32_t validator = static_cast<uint32_t>(id);
     const std::string vote_key = VoteKey(body.edge, body.result_nonce, validator);
     TRUSTMOE_ASSIGN_OR_RETURN(auto earlier, state->Get(vote_key));
@@ -152,9 +192,10 @@ class VoteHandler : public TxHandler {
     VoteRecord vote{validator, body.verdict, body.reason, body.detail, ctx.height};
     state->Put(vote_key, vote.Encode());
 
-    if (record->status != ResultStatus::kPending) {
-      const Verdict final_verdict = record->status == ResultStatus::kAccepted ? Verdict::kAccepted
-                                                                              : Verdict::kRejected;
+    if (subject->status != ResultStatus::kPending) {
+      const Verdict final_verdict = subject->status == ResultStatus::kAccepted
+                                        ? Verdict::kAccepted
+                                        : Verdict::kRejected;
       if (vote.verdict != final_verdict) {
         TRUSTMOE_RETURN_IF_ERROR(AddContradiction(state, genesis, validator));
       }
@@ -172,8 +213,8 @@ class VoteHandler : public TxHandler {
       votes.push_back(std::move(decoded).value());
     }
     const uint32_t quorum = genesis.PbftConfig().quorum();
-    if (accepted >= quorum) return Finalize(ctx, Verdict::kAccepted, votes, &*record, state);
-    if (rejected >= quorum) return Finalize(ctx, Verdict::kRejected, votes, &*record, state);
+    if (accepted >= quorum) return Finalize(ctx, Verdict::kAccepted, votes, *subject, state);
+    if (rejected >= quorum) return Finalize(ctx, Verdict::kRejected, votes, *subject, state);
     return Status::Ok();
   }
 };

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "chain/verify/sampling.h"
@@ -71,17 +73,19 @@ ResultVerifier::ResultVerifier(ledger::ChainParams params, edge::ExpertRuntime* 
       clock_(options.clock != nullptr ? options.clock : SystemClock::Get()) {}
 
 Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::string& cid_text,
-                                          int64_t deadline_ms, Outcome* rejected) {
+                                          int64_t deadline_ms, Outcome* rejected,
+                                          uint64_t bytes_max) {
+  if (bytes_max == 0) bytes_max = options_.tensor_bytes_max;
   auto cid = crypto::Cid::Parse(cid_text);
   if (!cid.ok()) return Status::Internal("result holds a bad CID (the ledger checks them)");
   for (;;) {
-    auto bytes = blobs_->Get(*cid, options_.tensor_bytes_max);
+    auto bytes = blobs_->Get(*cid, bytes_max);
     if (bytes.ok()) return bytes;
     const StatusCode code = bytes.status().code();
     if (code == StatusCode::kFailedPrecondition) {
       *rejected = Reject(RejectReason::kMalformedTensor,
                          std::string(what) + " " + Short(cid_text) + " is larger than " +
-                             std::to_string(options_.tensor_bytes_max) + " bytes");
+                             std::to_string(bytes_max) + " bytes");
       return bytes.status();
     }
     if (code != StatusCode::kNotFound) {
@@ -236,6 +240,203 @@ Result<Outcome> ResultVerifier::Verify(const ledger::ResultRecord& record,
       return bad;
     }
   }
+  return ok;
+}
+
+}  // namespace trustmoe::verify
+
+namespace trustmoe::verify {
+namespace {
+
+using ledger::RejectReason;
+using ledger::Verdict;
+
+// name -> f32 values of every tensor of a safetensors file.
+Result<std::map<std::string, std::vector<float>>> TensorsOf(ByteSpan file) {
+  TRUSTMOE_ASSIGN_OR_RETURN(edge::SafetensorsFile parsed, edge::ParseSafetensors(file));
+  std::map<std::string, std::vector<float>> out;
+  for (const edge::TensorInfo& t : parsed.tensors()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(out[t.name], edge::ToFloats(t.dtype, parsed.Data(t)));
+  }
+  return out;
+}
+
+double L2(const std::vector<float>& a, const std::vector<float>* b = nullptr) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - (b != nullptr ? (*b)[i] : 0.0);
+    s += d * d;
+  }
+  return std::sqrt(s);
+}
+
+edge::OptimizerSpec RuntimeOptimizer(const ledger::OptimizerParams& o) {
+  edge::OptimizerSpec spec;
+  spec.kind = o.kind == ledger::OptimizerKind::kAdam ? edge::OptimizerKind::kAdam
+                                                       : edge::OptimizerKind::kSgd;
+  spec.lr = o.lr;
+  spec.momentum = o.momentum;
+  spec.beta1 = o.beta1;
+  spec.beta2 = o.beta2;
+  spec.eps = o.eps;
+  spec.weight_decay = o.weight_decay;
+  return spec;
+}
+
+// Removes the runtime entry `key` when it goes out of scope.
+struct Unloader {
+  edge::ExpertRuntime* runtime;
+  std::string key;
+  ~Unloader() { (void)runtime->Unload(key); }
+};
+
+}  // namespace
+
+bool UpdateSelected(const crypto::Digest& block_digest, const crypto::PublicKey& edge,
+                    uint64_t nonce, uint32_t fraction_ppm) {
+  const crypto::Digest seed = SampleSeed(block_digest, edge, nonce);
+  uint64_t coin = 0;
+  for (int i = 0; i < 8; ++i) coin |= uint64_t{seed[i]} << (8 * i);
+  return coin % 1000000 < fraction_ppm;
+}
+
+Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
+                                             const crypto::Digest& block_digest,
+                                             const std::vector<ledger::ResultRecord>& sources) {
+  const ledger::ExpertUpdatedBody& body = record.body;
+  TRUSTMOE_RETURN_IF_ERROR(EnsureExpert(body.parent_cid));
+  TRUSTMOE_ASSIGN_OR_RETURN(edge::ExpertSpec spec, runtime_->Spec(body.parent_cid));
+  const int64_t deadline = clock_->MonotonicMs() + params_.verify_deadline_ms;
+  Outcome rejected;
+  rejected.verdict = Verdict::kAccepted;
+  auto fetch = [&](std::string_view what, const std::string& cid) -> Result<Bytes> {
+    // Weights and optimizer states are as large as experts.
+    const bool weights = !what.starts_with("source");
+    return FetchTensor(what, cid, deadline, &rejected,
+                       weights ? options_.expert_bytes_max : options_.tensor_bytes_max);
+  };
+#define TRUSTMOE_FETCH_OR_VERDICT(var, what, cid)               \
+  auto var = fetch(what, cid);                                  \
+  if (!var.ok()) {                                              \
+    if (rejected.verdict == Verdict::kRejected) return rejected; \
+    return var.status();                                        \
+  }
+  TRUSTMOE_FETCH_OR_VERDICT(child_file, "child weights", body.child_cid);
+  Result<Bytes> child_state_file = Bytes();
+  if (!body.child_state_cid.empty()) {
+    child_state_file = fetch("child optimizer state", body.child_state_cid);
+    if (!child_state_file.ok()) {
+      if (rejected.verdict == Verdict::kRejected) return rejected;
+      return child_state_file.status();
+    }
+  }
+  Result<Bytes> parent_state_file = Bytes();
+  if (!body.parent_state_cid.empty()) {
+    parent_state_file = fetch("parent optimizer state", body.parent_state_cid);
+    if (!parent_state_file.ok()) {
+      if (rejected.verdict == Verdict::kRejected) return rejected;
+      return parent_state_file.status();
+    }
+  }
+
+  // Always: the child is an expert file of the parent's architecture.
+  auto child_parsed = edge::ParseSafetensors(*child_file);
+  if (!child_parsed.ok()) {
+    return Reject(RejectReason::kMalformedTensor, "child weights: " + child_parsed.status().message());
+  }
+  auto child_spec = edge::ValidateExpert(*child_parsed);
+  if (!child_spec.ok()) {
+    return Reject(RejectReason::kMalformedTensor, "child weights: " + child_spec.status().message());
+  }
+  if (child_spec->arch != spec.arch || child_spec->d_model != spec.d_model ||
+      child_spec->d_ff != spec.d_ff || child_file->size() != body.child_size) {
+    return Reject(RejectReason::kWrongShape,
+                  "the child is not the parent's architecture or not child_size bytes");
+  }
+  Outcome ok;
+  if (!UpdateSelected(block_digest, record.edge, record.nonce, params_.verify_update_fraction_ppm)) {
+    ok.detail = "not selected for re-computation; the child is well-formed";
+    return ok;
+  }
+
+  // Re-run the step on a training copy of the parent.
+  const std::string train_key = ledger::UpdateKey(record.edge, record.nonce);
+  if (runtime_->Holds(train_key)) (void)runtime_->Unload(train_key);
+  TRUSTMOE_RETURN_IF_ERROR(runtime_->Clone(body.parent_cid, train_key));
+  Unloader unload{runtime_, train_key};
+  if (!parent_state_file->empty()) {
+    Status imported = runtime_->ImportOptimizerState(train_key, *parent_state_file);
+    if (!imported.ok()) {
+      return Reject(RejectReason::kMalformedTensor, "parent optimizer state: " + imported.message());
+    }
+  }
+  for (const ledger::ResultRecord& source : sources) {
+    TRUSTMOE_FETCH_OR_VERDICT(x_file, "source input", source.body.input_cid);
+    TRUSTMOE_FETCH_OR_VERDICT(g_file, "source grad_output", source.body.grad_output_cid);
+    auto x = edge::ReadActivations(*x_file, spec.d_model, options_.rows_max);
+    auto g = edge::ReadActivations(*g_file, spec.d_model, options_.rows_max);
+    if (!x.ok() || !g.ok() || x->rows != g->rows) {
+      return Reject(RejectReason::kMalformedTensor, "a source's input or grad_output does not parse");
+    }
+    auto back = runtime_->Backward(train_key, *x, *g, /*want_weight_grads=*/false,
+                                   /*accumulate=*/true);
+    if (!back.ok()) {
+      return Reject(RejectReason::kMalformedTensor, "a source does not re-run: " + back.status().message());
+    }
+  }
+  TRUSTMOE_RETURN_IF_ERROR(runtime_->Step(train_key, RuntimeOptimizer(body.optimizer)));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes reference_file, runtime_->Export(train_key, edge::DType::kF32));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes parent_file, runtime_->Export(body.parent_cid, edge::DType::kF32));
+  TRUSTMOE_ASSIGN_OR_RETURN(auto reference, TensorsOf(reference_file));
+  TRUSTMOE_ASSIGN_OR_RETURN(auto parent, TensorsOf(parent_file));
+  auto child = TensorsOf(*child_file);
+  if (!child.ok()) return Reject(RejectReason::kMalformedTensor, "child weights do not read");
+
+  const double tolerance = params_.tolerance_update_ppm * 1e-6;
+  for (const auto& [name, ref] : reference) {
+    const std::vector<float>& p = parent.at(name);
+    const std::vector<float>& c = child->at(name);
+    for (float v : c) {
+      if (!std::isfinite(v)) {
+        return Reject(RejectReason::kMismatch, "child tensor " + name + " holds NaN or infinity");
+      }
+    }
+    // The error of the edge's weight change against the re-run's, relative to the re-run's.
+    const double change = L2(ref, &p);
+    const double e = L2(c, &ref) / std::max(change, 1e-7 * L2(p) + 1e-12);
+    ok.max_error = std::max(ok.max_error, e);
+    if (!(e <= tolerance)) {
+      Outcome bad = Reject(RejectReason::kMismatch,
+                           "tensor " + name + ": relative error of the update " + FormatError(e) +
+                               " > tolerance " + FormatError(tolerance));
+      bad.max_error = e;
+      return bad;
+    }
+  }
+  if (!body.child_state_cid.empty()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(Bytes ref_state_file, runtime_->ExportOptimizerState(train_key));
+    TRUSTMOE_ASSIGN_OR_RETURN(auto ref_state, TensorsOf(ref_state_file));
+    auto state = TensorsOf(*child_state_file);
+    if (!state.ok() || state->size() != ref_state.size()) {
+      return Reject(RejectReason::kMalformedTensor,
+                    "the child optimizer state does not hold the step's tensors");
+    }
+    for (const auto& [name, ref] : ref_state) {
+      auto it = state->find(name);
+      if (it == state->end() || it->second.size() != ref.size()) {
+        return Reject(RejectReason::kMalformedTensor, "child optimizer state lacks " + name);
+      }
+      const double e = L2(it->second, &ref) / std::max(L2(ref), 1e-12);
+      if (!(e <= tolerance)) {
+        return Reject(RejectReason::kMismatch, "optimizer state " + name + ": relative error " +
+                                                   FormatError(e) + " > tolerance " +
+                                                   FormatError(tolerance));
+      }
+    }
+  }
+#undef TRUSTMOE_FETCH_OR_VERDICT
+  ok.rows_checked = 0;
+  for (const auto& s : sources) ok.rows_checked += static_cast<int64_t>(s.body.rows);
   return ok;
 }
 

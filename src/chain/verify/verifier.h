@@ -15,6 +15,7 @@
 
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "chain/ledger/verdict.h"
 #include "common/bytes.h"
 #include "common/clock.h"
@@ -54,6 +55,12 @@ struct Outcome {
   ledger::VoteBody Vote(const crypto::PublicKey& edge, uint64_t nonce) const;
 };
 
+// Whether the update (edge, nonce) ordered in `block_digest` is one whose step validators
+// re-run: the first 8 bytes of SampleSeed as a little-endian u64, modulo 10^6, below
+// `fraction_ppm`.
+bool UpdateSelected(const crypto::Digest& block_digest, const crypto::PublicKey& edge,
+                    uint64_t nonce, uint32_t fraction_ppm);
+
 class ResultVerifier {
  public:
   // `runtime` runs the re-computation (the validator's: f32 on the CPU by default) and holds
@@ -66,12 +73,24 @@ class ResultVerifier {
   // Internal (retry later) as said above.
   Result<Outcome> Verify(const ledger::ResultRecord& record, const crypto::Digest& block_digest);
 
+  // Checks an expert update ordered in block `block_digest`; `sources` are the backward
+  // results it names, read from the ledger by the caller, in its order. Always: the child (and
+  // its optimizer state) are in the store, parse, and have the parent's architecture. For the
+  // seeded fraction params.verify_update_fraction_ppm of updates (UpdateSelected): re-runs the
+  // step on the CPU in f32 — the parent with its optimizer state, the weight gradients of every
+  // row of every source summed, the optimizer — and compares, per tensor, the weight change
+  // and the optimizer state within params.tolerance_update_ppm. Errors as Verify.
+  Result<Outcome> VerifyUpdate(const ledger::UpdateRecord& record,
+                               const crypto::Digest& block_digest,
+                               const std::vector<ledger::ResultRecord>& sources);
+
  private:
   // The bytes of a result tensor, retried until `deadline_ms` (monotonic) while the store says
   // NotFound. Sets `rejected` when the edge is to blame (missing at the deadline, over the
   // limit); otherwise an error means no verdict yet.
+  // `bytes_max` 0: options.tensor_bytes_max.
   Result<Bytes> FetchTensor(std::string_view what, const std::string& cid, int64_t deadline_ms,
-                            Outcome* rejected);
+                            Outcome* rejected, uint64_t bytes_max = 0);
   Status EnsureExpert(const std::string& cid);
 
   ledger::ChainParams params_;

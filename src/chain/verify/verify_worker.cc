@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "common/log.h"
 
 namespace trustmoe::verify {
@@ -12,9 +14,10 @@ namespace {
 
 constexpr size_t kScanPage = 1000;
 
-// "pending/<edge hex>/<nonce hex>" -> (edge, nonce).
-Result<std::pair<crypto::PublicKey, uint64_t>> ParsePendingKey(const std::string& key) {
-  const std::string rest = key.substr(std::string("pending/").size());
+// "<prefix><edge hex>/<nonce hex>" -> (edge, nonce).
+Result<std::pair<crypto::PublicKey, uint64_t>> ParsePendingKey(const std::string& key,
+                                                               const std::string& prefix) {
+  const std::string rest = key.substr(prefix.size());
   const size_t slash = rest.find('/');
   if (slash == std::string::npos) return Status::DataLoss("bad pending key " + key);
   TRUSTMOE_ASSIGN_OR_RETURN(crypto::PublicKey edge, crypto::PublicKey::FromHex(rest.substr(0, slash)));
@@ -83,18 +86,20 @@ size_t VerificationWorker::backlog() const {
 
 Status VerificationWorker::ScanPending() {
   const ledger::LedgerStore& store = node_->store();
-  std::string after;
   size_t found = 0;
   std::lock_guard lock(mu_);
-  for (;;) {
-    TRUSTMOE_ASSIGN_OR_RETURN(auto page, store.Scan("pending/", after, kScanPage));
-    for (const auto& [key, value] : page) {
-      TRUSTMOE_ASSIGN_OR_RETURN(auto parsed, ParsePendingKey(key));
-      Enqueue(Item{parsed.first, parsed.second, 0});
-      ++found;
+  for (const std::string prefix : {"pending/", "pending-update/"}) {
+    std::string after;
+    for (;;) {
+      TRUSTMOE_ASSIGN_OR_RETURN(auto page, store.Scan(prefix, after, kScanPage));
+      for (const auto& [key, value] : page) {
+        TRUSTMOE_ASSIGN_OR_RETURN(auto parsed, ParsePendingKey(key, prefix));
+        Enqueue(Item{parsed.first, parsed.second, 0});
+        ++found;
+      }
+      if (page.size() < kScanPage) break;
+      after = page.back().first;
     }
-    if (page.size() < kScanPage) break;
-    after = page.back().first;
   }
   if (found > 0) TM_INFO("verification: {} pending result(s) to check from the ledger", found);
   return Status::Ok();
@@ -126,7 +131,10 @@ void VerificationWorker::EnqueueBlock(uint64_t height) {
   std::lock_guard lock(mu_);
   for (const Bytes& bytes : block->block->txs) {
     auto tx = ledger::Tx::Decode(bytes, tx_max);
-    if (!tx.ok() || tx->type != static_cast<uint8_t>(ledger::TxType::kExpertResult)) continue;
+    if (!tx.ok() || (tx->type != static_cast<uint8_t>(ledger::TxType::kExpertResult) &&
+                     tx->type != static_cast<uint8_t>(ledger::TxType::kExpertUpdated))) {
+      continue;
+    }
     Enqueue(Item{tx->signer, tx->nonce, 0});
   }
 }
@@ -203,21 +211,70 @@ void VerificationWorker::Check(Item item) {
     retry(!record_bytes.ok() ? record_bytes.status() : voted.status());
     return;
   }
-  if (!record_bytes->has_value() || voted->has_value()) return done();
-  auto record = ledger::ResultRecord::Decode(**record_bytes);
-  if (!record.ok()) {
-    TM_ERROR("verification: result {} does not decode: {}", result_key, record.status().ToString());
-    return done();
+  if (voted->has_value()) return done();
+  uint64_t ordered_at = 0;
+  std::string job;
+  uint64_t step = 0;
+  std::optional<ledger::ResultRecord> result;
+  std::optional<ledger::UpdateRecord> update;
+  if (record_bytes->has_value()) {
+    auto record = ledger::ResultRecord::Decode(**record_bytes);
+    if (!record.ok()) {
+      TM_ERROR("verification: {} does not decode: {}", result_key, record.status().ToString());
+      return done();
+    }
+    if (record->status != ledger::ResultStatus::kPending) return done();
+    ordered_at = record->height;
+    job = record->body.job;
+    step = record->body.step;
+    result = std::move(record).value();
+  } else {
+    // Not a result: an expert update of that edge and nonce, or nothing (refused at ordering).
+    const std::string update_key = ledger::UpdateKey(item.edge, item.nonce);
+    auto update_bytes = store.Get(update_key);
+    if (!update_bytes.ok()) {
+      retry(update_bytes.status());
+      return;
+    }
+    if (!update_bytes->has_value()) return done();
+    auto record = ledger::UpdateRecord::Decode(**update_bytes);
+    if (!record.ok()) {
+      TM_ERROR("verification: {} does not decode: {}", update_key, record.status().ToString());
+      return done();
+    }
+    if (record->status != ledger::ResultStatus::kPending) return done();
+    ordered_at = record->height;
+    job = record->body.job;
+    step = record->body.step;
+    update = std::move(record).value();
   }
-  if (record->status != ledger::ResultStatus::kPending) return done();
-  auto block = store.GetBlock(record->height);
+  auto block = store.GetBlock(ordered_at);
   if (!block.ok()) {
     retry(block.status());
     return;
   }
 
   const auto start = std::chrono::steady_clock::now();
-  auto outcome = verifier_->Verify(*record, block->digest);
+  Result<Outcome> outcome = Status::Internal("unset");
+  if (result.has_value()) {
+    outcome = verifier_->Verify(*result, block->digest);
+  } else {
+    std::vector<ledger::ResultRecord> sources;
+    for (uint64_t nonce : update->body.sources) {
+      auto bytes = store.Get(ledger::ResultKey(item.edge, nonce));
+      if (!bytes.ok() || !bytes->has_value()) {
+        retry(bytes.ok() ? Status::DataLoss("source result missing") : bytes.status());
+        return;
+      }
+      auto source = ledger::ResultRecord::Decode(**bytes);
+      if (!source.ok()) {
+        retry(source.status());
+        return;
+      }
+      sources.push_back(std::move(source).value());
+    }
+    outcome = verifier_->VerifyUpdate(*update, block->digest, sources);
+  }
   check_seconds_->Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   if (!outcome.ok()) {
@@ -230,13 +287,12 @@ void VerificationWorker::Check(Item item) {
              outcome->rows_checked, outcome->max_error);
   } else {
     rejected_->Inc();
-    TM_WARN("verification of {} (edge {}..., job '{}' step {}): REJECTED, {}", result_key,
-            record->edge.Hex().substr(0, 16), record->body.job, record->body.step,
-            ledger::VerdictReasonText(outcome->reason, outcome->detail));
+    TM_WARN("verification of {} {} (edge {}..., job '{}' step {}): REJECTED, {}",
+            update.has_value() ? "update" : "result", result_key, item.edge.Hex().substr(0, 16),
+            job, step, ledger::VerdictReasonText(outcome->reason, outcome->detail));
   }
   ledger::Tx tx = ledger::MakeTx(node_->genesis().chain_id, ledger::TxType::kVote, key_,
-                                 ledger::FreshNonce(),
-                                 outcome->Vote(record->edge, record->nonce).Encode());
+                                 ledger::FreshNonce(), outcome->Vote(item.edge, item.nonce).Encode());
   Submit(vote_key, tx.Encode());
   done();
 }
