@@ -603,6 +603,10 @@ TEST(VerifyParamsTest, OutOfRangeParametersAreRefusedNamingTheField) {
   expect_refused([](ChainParams& p) { p.tolerance_f32_ppm = 0; }, "tolerance_f32_ppm");
   expect_refused([](ChainParams& p) { p.tolerance_bf16_ppm = 1000001; }, "tolerance_bf16_ppm");
   expect_refused([](ChainParams& p) { p.tolerance_f16_ppm = 0; }, "tolerance_f16_ppm");
+  expect_refused([](ChainParams& p) { p.verify_update_fraction_ppm = 1000001; },
+                 "verify_update_fraction_ppm");
+  expect_refused([](ChainParams& p) { p.tolerance_update_ppm = 0; }, "tolerance_update_ppm");
+  expect_refused([](ChainParams& p) { p.tolerance_update_ppm = 1000001; }, "tolerance_update_ppm");
 
   // The bounds themselves are accepted.
   Genesis edge = good;
@@ -611,9 +615,13 @@ TEST(VerifyParamsTest, OutOfRangeParametersAreRefusedNamingTheField) {
   edge.params.verify_deadline_ms = 100;
   edge.params.tolerance_f32_ppm = 1;
   edge.params.tolerance_bf16_ppm = 1000000;
+  edge.params.verify_update_fraction_ppm = 0;
+  edge.params.tolerance_update_ppm = 1;
   EXPECT_TRUE(edge.Validate().ok()) << edge.Validate().ToString();
   edge.params.verify_fraction_ppm = 1000000;
   edge.params.verify_deadline_ms = 3600000;
+  edge.params.verify_update_fraction_ppm = 1000000;
+  edge.params.tolerance_update_ppm = 1000000;
   EXPECT_TRUE(edge.Validate().ok()) << edge.Validate().ToString();
 
   // Negative or non-integer values in the file are refused by the parser.
@@ -638,6 +646,8 @@ TEST(VerifyParamsTest, JsonRoundTripKeepsThemAndEachChangesTheDigest) {
   g.params.tolerance_f32_ppm = 200;
   g.params.tolerance_bf16_ppm = 40000;
   g.params.tolerance_f16_ppm = 15000;
+  g.params.verify_update_fraction_ppm = 250000;
+  g.params.tolerance_update_ppm = 5000;
   ASSERT_TRUE(g.Validate().ok()) << g.Validate().ToString();
   auto back = Genesis::FromJson(g.ToJson());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -653,6 +663,8 @@ TEST(VerifyParamsTest, JsonRoundTripKeepsThemAndEachChangesTheDigest) {
   EXPECT_EQ(defaults.params.tolerance_f32_ppm, 100u);
   EXPECT_EQ(defaults.params.tolerance_bf16_ppm, 30000u);
   EXPECT_EQ(defaults.params.tolerance_f16_ppm, 10000u);
+  EXPECT_EQ(defaults.params.verify_update_fraction_ppm, 100000u);
+  EXPECT_EQ(defaults.params.tolerance_update_ppm, 10000u);
 
   const Digest base = g.Hash();
   for (auto mutate : std::initializer_list<void (*)(ChainParams&)>{
@@ -662,7 +674,9 @@ TEST(VerifyParamsTest, JsonRoundTripKeepsThemAndEachChangesTheDigest) {
            [](ChainParams& p) { p.verify_deadline_ms += 1; },
            [](ChainParams& p) { p.tolerance_f32_ppm += 1; },
            [](ChainParams& p) { p.tolerance_bf16_ppm += 1; },
-           [](ChainParams& p) { p.tolerance_f16_ppm += 1; }}) {
+           [](ChainParams& p) { p.tolerance_f16_ppm += 1; },
+           [](ChainParams& p) { p.verify_update_fraction_ppm += 1; },
+           [](ChainParams& p) { p.tolerance_update_ppm += 1; }}) {
     Genesis other = g;
     mutate(other.params);
     EXPECT_NE(other.Hash(), base);
@@ -680,6 +694,8 @@ TEST(VerifyParamsTest, CanonicalEncodingFollowsTheDocumentedOrder) {
   g.params.tolerance_f32_ppm = 200;
   g.params.tolerance_bf16_ppm = 40000;
   g.params.tolerance_f16_ppm = 15000;
+  g.params.verify_update_fraction_ppm = 250000;
+  g.params.tolerance_update_ppm = 5000;
   const ChainParams& p = g.params;
   crypto::CanonicalWriter w(kGenesisDomain);
   w.Str(g.chain_id).I64(g.created_unix_ms).U32(g.f).Blob(g.admin_key.bytes());
@@ -692,7 +708,7 @@ TEST(VerifyParamsTest, CanonicalEncodingFollowsTheDocumentedOrder) {
   w.I64(p.max_clock_skew_ms).U64(p.strike_threshold);
   w.U64(p.fault_threshold).U64(p.verify_rows_min).U64(p.verify_fraction_ppm);
   w.I64(p.verify_deadline_ms).U64(p.tolerance_f32_ppm).U64(p.tolerance_bf16_ppm);
-  w.U64(p.tolerance_f16_ppm);
+  w.U64(p.tolerance_f16_ppm).U64(p.verify_update_fraction_ppm).U64(p.tolerance_update_ppm);
   EXPECT_EQ(g.Canonical(), w.bytes());
 }
 

@@ -73,9 +73,10 @@ class ExpertUpdatedHandler : public TxHandler {
                               (body.job + " step " + std::to_string(body.step)).substr(0, kNameBytesMax),
                               parent->arch, body.child_size, tx.signer, ctx.height};
     state->Put(ExpertKey(body.child_cid), child_record.Encode());
-    state->Put(LineageKey(body.child_cid), Bytes(UpdateKey(tx.signer, tx.nonce).begin(),
-                                                 UpdateKey(tx.signer, tx.nonce).end()));
-    state->Put(UpdateKey(tx.signer, tx.nonce), record.Encode());
+    // Both iterators of one string.
+    const std::string update_key = UpdateKey(tx.signer, tx.nonce);
+    state->Put(LineageKey(body.child_cid), Bytes(update_key.begin(), update_key.end()));
+    state->Put(update_key, record.Encode());
     state->Put(PendingUpdateKey(tx.signer, tx.nonce), Bytes());
     return Status::Ok();
   }
