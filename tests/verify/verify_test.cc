@@ -1,6 +1,7 @@
 // The sampling arithmetic of verification (seed, sample size, rows, tolerance, row error) and
 // ResultVerifier end to end: an in-memory blob source, the libtorch runtime on the CPU in f32
-// for the re-computation, and a second runtime standing in for an honest edge.
+// for the re-computation, and a second runtime standing in for an honest edge; the same for
+// expert updates (VerifyUpdate, UpdateSelected).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +19,7 @@
 
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "chain/ledger/verdict.h"
 #include "chain/verify/sampling.h"
 #include "chain/verify/verifier.h"
@@ -27,6 +29,7 @@
 #include "crypto/sha256.h"
 #include "edge/numeric.h"
 #include "edge/runtime.h"
+#include "edge/safetensors.h"
 
 namespace trustmoe::verify {
 namespace {
@@ -607,6 +610,423 @@ TEST_F(VerifierTest, OutputOverTensorBytesMaxIsMalformed) {
   // Within the limit, the same result is accepted.
   options_.tensor_bytes_max = output.size();
   ExpectAccepted(Check(Record(input, output, 16)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// UpdateSelected and VerifyUpdate
+
+TEST(UpdateSelectedTest, DeterministicAndRoughlyTheFraction) {
+  const crypto::Digest block = CountingDigest(0x21);
+  int selected = 0;
+  for (uint64_t i = 0; i < 2000; ++i) {
+    const crypto::PublicKey edge = KeyOf(static_cast<uint8_t>(i % 7));
+    const uint64_t nonce = i * 1000003;
+    const bool half = UpdateSelected(block, edge, nonce, 500000);
+    EXPECT_EQ(UpdateSelected(block, edge, nonce, 500000), half);
+    selected += half ? 1 : 0;
+    // Selected at one fraction, selected at every larger one.
+    if (UpdateSelected(block, edge, nonce, 100000)) {
+      EXPECT_TRUE(half);
+    }
+    if (half) {
+      EXPECT_TRUE(UpdateSelected(block, edge, nonce, 900000));
+    }
+    EXPECT_FALSE(UpdateSelected(block, edge, nonce, 0));
+    EXPECT_TRUE(UpdateSelected(block, edge, nonce, 1000000));
+  }
+  // 1000 expected, standard deviation about 22.
+  EXPECT_GT(selected, 900);
+  EXPECT_LT(selected, 1100);
+  // The block decides too: another block selects another set.
+  int same = 0;
+  for (uint64_t i = 0; i < 200; ++i) {
+    same += UpdateSelected(block, KeyOf(1), i, 500000) ==
+                    UpdateSelected(CountingDigest(0x22), KeyOf(1), i, 500000)
+                ? 1
+                : 0;
+  }
+  EXPECT_LT(same, 200);
+}
+
+// An expert update of the fixture's expert (gelu_mlp 32 -> 64), its sources backward results
+// of the honest edge; the edge's optimizer step runs on edge_.
+class UpdateVerifierTest : public VerifierTest {
+ protected:
+  void SetUp() override {
+    VerifierTest::SetUp();
+    params_.verify_update_fraction_ppm = 1000000;
+  }
+
+  // A backward result of the edge on `expert_cid` over `rows` random rows, its tensors in the
+  // store.
+  ledger::ResultRecord Source(const std::string& expert_cid, int64_t rows, uint64_t seed,
+                              uint64_t nonce) {
+    const HostTensor x = Random(rows, seed);
+    const HostTensor g = Random(rows, seed + 1000);
+    Result<edge::BackwardResult> back = edge_->Backward(expert_cid, x, g, false, false);
+    TRUSTMOE_CHECK(back.ok());
+    ledger::ResultRecord record = Record(x, back->grad_input);
+    record.nonce = nonce;
+    record.body.kind = ledger::CallKind::kBackward;
+    record.body.expert_cid = expert_cid;
+    record.body.grad_output_cid = blobs_.Put(File(g));
+    source_inputs_[nonce] = {x, g};
+    return record;
+  }
+
+  struct Step {
+    Bytes child;
+    Bytes child_state;  // empty for a stateless optimizer
+  };
+  // What an honest edge uploads: its step on `parent_cid` (with `parent_state` unless empty)
+  // from the sources, the child as f32.
+  Step EdgeStep(const std::string& parent_cid, const Bytes& parent_state,
+                const std::vector<ledger::ResultRecord>& sources,
+                const ledger::OptimizerParams& optimizer) {
+    const std::string key = "training " + std::to_string(steps_++);
+    TRUSTMOE_CHECK(edge_->Clone(parent_cid, key).ok());
+    if (!parent_state.empty()) TRUSTMOE_CHECK(edge_->ImportOptimizerState(key, parent_state).ok());
+    for (const ledger::ResultRecord& source : sources) {
+      const auto& [x, g] = source_inputs_.at(source.nonce);
+      TRUSTMOE_CHECK(edge_->Backward(key, x, g, false, true).ok());
+    }
+    edge::OptimizerSpec spec;
+    spec.kind = optimizer.kind == ledger::OptimizerKind::kAdam ? edge::OptimizerKind::kAdam
+                                                               : edge::OptimizerKind::kSgd;
+    spec.lr = optimizer.lr;
+    spec.momentum = optimizer.momentum;
+    spec.beta1 = optimizer.beta1;
+    spec.beta2 = optimizer.beta2;
+    spec.eps = optimizer.eps;
+    spec.weight_decay = optimizer.weight_decay;
+    TRUSTMOE_CHECK(edge_->Step(key, spec).ok());
+    Step out;
+    out.child = *edge_->Export(key, DType::kF32);
+    if (optimizer.stateful()) out.child_state = *edge_->ExportOptimizerState(key);
+    TRUSTMOE_CHECK(edge_->Unload(key).ok());
+    return out;
+  }
+
+  // The update record of `step` (both files put in the store) from `parent_cid`.
+  ledger::UpdateRecord Update(const std::string& parent_cid, const std::string& parent_state_cid,
+                              const Step& step, const ledger::OptimizerParams& optimizer,
+                              const std::vector<ledger::ResultRecord>& sources,
+                              uint64_t nonce = 77) {
+    ledger::UpdateRecord record;
+    record.edge = KeyOf(0x5e);
+    record.nonce = nonce;
+    record.height = 10;
+    ledger::ExpertUpdatedBody& body = record.body;
+    body.job = "job";
+    body.step = 2;
+    body.parent_cid = parent_cid;
+    body.parent_state_cid = parent_state_cid;
+    body.child_cid = blobs_.Put(step.child);
+    if (!step.child_state.empty()) body.child_state_cid = blobs_.Put(step.child_state);
+    body.child_size = step.child.size();
+    body.optimizer = optimizer;
+    for (const ledger::ResultRecord& s : sources) body.sources.push_back(s.nonce);
+    return record;
+  }
+
+  Result<Outcome> CheckUpdate(const ledger::UpdateRecord& record,
+                              const std::vector<ledger::ResultRecord>& sources,
+                              const crypto::Digest& block = CountingDigest(0x40)) {
+    ResultVerifier verifier(params_, validator_.get(), &blobs_, options_);
+    Result<Outcome> outcome = verifier.VerifyUpdate(record, block, sources);
+    // The re-run's training copy does not outlive the check.
+    EXPECT_FALSE(validator_->Holds(ledger::UpdateKey(record.edge, record.nonce)));
+    return outcome;
+  }
+
+  std::vector<ledger::ResultRecord> TwoSources(const std::string& expert_cid, uint64_t seed) {
+    return {Source(expert_cid, 16, seed, 1), Source(expert_cid, 9, seed + 1, 2)};
+  }
+
+  static ledger::OptimizerParams Sgd() {
+    ledger::OptimizerParams o;
+    o.lr = 0.05;
+    return o;
+  }
+  static ledger::OptimizerParams Adam() {
+    ledger::OptimizerParams o;
+    o.kind = ledger::OptimizerKind::kAdam;
+    o.lr = 1e-3;
+    o.weight_decay = 0.01;
+    return o;
+  }
+
+  std::map<uint64_t, std::pair<HostTensor, HostTensor>> source_inputs_;
+  int steps_ = 0;
+};
+
+// `file` (a safetensors file) with every value of the tensors `pick` selects mapped by `f`,
+// the metadata kept.
+template <typename Pick, typename F>
+Bytes MapTensors(const Bytes& file, Pick pick, F f) {
+  Result<edge::SafetensorsFile> parsed = edge::ParseSafetensors(file);
+  TRUSTMOE_CHECK(parsed.ok());
+  std::vector<Bytes> data;
+  data.reserve(parsed->tensors().size());
+  std::vector<edge::TensorData> tensors;
+  for (const edge::TensorInfo& t : parsed->tensors()) {
+    std::vector<float> v = *edge::ToFloats(t.dtype, parsed->Data(t));
+    if (pick(t.name)) {
+      for (size_t i = 0; i < v.size(); ++i) v[i] = f(t.name, i, v[i]);
+    }
+    data.push_back(edge::FromFloats(t.dtype, v));
+    tensors.push_back({t.name, t.dtype, t.shape, data.back()});
+  }
+  Result<Bytes> out = edge::WriteSafetensors(parsed->metadata(), std::move(tensors));
+  TRUSTMOE_CHECK(out.ok());
+  return *out;
+}
+
+// `child` with its change from `parent` scaled by `factor`, tensor by tensor.
+Bytes ScaledChange(const Bytes& parent, const Bytes& child, float factor) {
+  Result<edge::SafetensorsFile> p = edge::ParseSafetensors(parent);
+  TRUSTMOE_CHECK(p.ok());
+  std::map<std::string, std::vector<float>> before;
+  for (const edge::TensorInfo& t : p->tensors())
+    before[t.name] = *edge::ToFloats(t.dtype, p->Data(t));
+  return MapTensors(
+      child, [](const std::string&) { return true; },
+      [&](const std::string& name, size_t i, float v) {
+        const float b = before.at(name)[i];
+        return b + factor * (v - b);
+      });
+}
+
+TEST_F(UpdateVerifierTest, HonestSgdUpdateIsAccepted) {
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 100);
+  const Step step = EdgeStep(expert_cid_, {}, sources, Sgd());
+  ASSERT_TRUE(step.child_state.empty());
+  const ledger::UpdateRecord record = Update(expert_cid_, "", step, Sgd(), sources);
+  Result<Outcome> outcome = CheckUpdate(record, sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectAccepted(outcome));
+  EXPECT_EQ(outcome->rows_checked, 16 + 9);
+  EXPECT_LE(outcome->max_error, params_.tolerance_update_ppm * 1e-6);
+  EXPECT_EQ(outcome->detail, "");
+  const ledger::VoteBody vote = outcome->Vote(record.edge, record.nonce);
+  EXPECT_EQ(vote.verdict, ledger::Verdict::kAccepted);
+  EXPECT_EQ(vote.result_nonce, 77u);
+
+  // The step from one source only is not this update.
+  const Step one = EdgeStep(expert_cid_, {}, {sources[0]}, Sgd());
+  Result<Outcome> wrong = CheckUpdate(Update(expert_cid_, "", one, Sgd(), sources, 78), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(wrong, ledger::RejectReason::kMismatch));
+}
+
+TEST_F(UpdateVerifierTest, HonestAdamUpdatesWithStateAreAcceptedStepAfterStep) {
+  const std::vector<ledger::ResultRecord> first = TwoSources(expert_cid_, 200);
+  const Step step1 = EdgeStep(expert_cid_, {}, first, Adam());
+  ASSERT_FALSE(step1.child_state.empty());
+  const ledger::UpdateRecord update1 = Update(expert_cid_, "", step1, Adam(), first);
+  ASSERT_NO_FATAL_FAILURE(ExpectAccepted(CheckUpdate(update1, first)));
+
+  // The second step: from the child and its state, on backward results on the child.
+  const std::string child_cid = update1.body.child_cid;
+  ASSERT_TRUE(edge_->Load(child_cid, step1.child).ok());
+  const std::vector<ledger::ResultRecord> second = {Source(child_cid, 12, 300, 3),
+                                                    Source(child_cid, 5, 301, 4)};
+  const Step step2 = EdgeStep(child_cid, step1.child_state, second, Adam());
+  const ledger::UpdateRecord update2 =
+      Update(child_cid, update1.body.child_state_cid, step2, Adam(), second, 79);
+  Result<Outcome> outcome = CheckUpdate(update2, second);
+  ASSERT_NO_FATAL_FAILURE(ExpectAccepted(outcome));
+  EXPECT_EQ(outcome->rows_checked, 12 + 5);
+
+  // The same child claimed from a fresh state is not what a fresh state gives.
+  ledger::UpdateRecord fresh = update2;
+  fresh.nonce = 80;
+  fresh.body.parent_state_cid.clear();
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(fresh, second), ledger::RejectReason::kMismatch));
+}
+
+TEST_F(UpdateVerifierTest, SgdMomentumStateIsComparedToo) {
+  ledger::OptimizerParams momentum = Sgd();
+  momentum.momentum = 0.9;
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 250);
+  const Step step = EdgeStep(expert_cid_, {}, sources, momentum);
+  ASSERT_FALSE(step.child_state.empty());
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectAccepted(CheckUpdate(Update(expert_cid_, "", step, momentum, sources), sources)));
+  Step altered = step;
+  altered.child_state = MapTensors(
+      step.child_state, [](const std::string& name) { return name == "momentum.w1"; },
+      [](const std::string&, size_t, float v) { return v * 0.5f; });
+  Result<Outcome> outcome =
+      CheckUpdate(Update(expert_cid_, "", altered, momentum, sources, 78), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kMismatch));
+  EXPECT_THAT(outcome->detail, HasSubstr("momentum.w1"));
+}
+
+TEST_F(UpdateVerifierTest, ScaledWeightChangeIsAMismatchNamingATensor) {
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 400);
+  Step step = EdgeStep(expert_cid_, {}, sources, Sgd());
+  Result<Bytes> parent = edge_->Export(expert_cid_, DType::kF32);
+  ASSERT_TRUE(parent.ok());
+  step.child = ScaledChange(*parent, step.child, 1.1f);
+  Result<Outcome> outcome = CheckUpdate(Update(expert_cid_, "", step, Sgd(), sources), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kMismatch));
+  EXPECT_THAT(outcome->detail, HasSubstr("tensor "));
+  EXPECT_THAT(outcome->detail, ::testing::ContainsRegex("tensor (w1|b1|w2|b2):"));
+  EXPECT_NEAR(outcome->max_error, 0.1, 0.01);
+
+  // Within the tolerance (1 %), a change scaled by 1.001 passes.
+  Step close = EdgeStep(expert_cid_, {}, sources, Sgd());
+  close.child = ScaledChange(*parent, close.child, 1.001f);
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectAccepted(CheckUpdate(Update(expert_cid_, "", close, Sgd(), sources, 78), sources)));
+}
+
+TEST_F(UpdateVerifierTest, AlteredChildStateIsAMismatch) {
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 500);
+  Step step = EdgeStep(expert_cid_, {}, sources, Adam());
+  step.child_state = MapTensors(
+      step.child_state, [](const std::string& name) { return name == "adam_m.w2"; },
+      [](const std::string&, size_t, float v) { return v * 1.5f; });
+  Result<Outcome> outcome = CheckUpdate(Update(expert_cid_, "", step, Adam(), sources), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kMismatch));
+  EXPECT_THAT(outcome->detail, HasSubstr("optimizer state adam_m.w2"));
+
+  // A state without one of the step's tensors does not hold the step.
+  Step partial = EdgeStep(expert_cid_, {}, sources, Adam());
+  Result<edge::SafetensorsFile> parsed = edge::ParseSafetensors(partial.child_state);
+  ASSERT_TRUE(parsed.ok());
+  std::vector<edge::TensorData> kept;
+  for (const edge::TensorInfo& t : parsed->tensors()) {
+    if (t.name != "adam_v.b1") kept.push_back({t.name, t.dtype, t.shape, parsed->Data(t)});
+  }
+  Bytes partial_state = *edge::WriteSafetensors(parsed->metadata(), std::move(kept));
+  partial.child_state = partial_state;
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(Update(expert_cid_, "", partial, Adam(), sources, 78), sources),
+                     ledger::RejectReason::kMalformedTensor));
+}
+
+TEST_F(UpdateVerifierTest, ChildStateWithAnotherAdamStepCountIsAMismatch) {
+  // The step count is part of the state: the next step's bias correction depends on it.
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 550);
+  Step step = EdgeStep(expert_cid_, {}, sources, Adam());
+  Result<edge::SafetensorsFile> parsed = edge::ParseSafetensors(step.child_state);
+  ASSERT_TRUE(parsed.ok());
+  ASSERT_EQ(parsed->metadata().at("trustmoe.adam_steps"), "1");
+  edge::Metadata metadata = parsed->metadata();
+  metadata["trustmoe.adam_steps"] = "0";
+  std::vector<edge::TensorData> tensors;
+  for (const edge::TensorInfo& t : parsed->tensors()) {
+    tensors.push_back({t.name, t.dtype, t.shape, parsed->Data(t)});
+  }
+  step.child_state = *edge::WriteSafetensors(metadata, std::move(tensors));
+  Result<Outcome> outcome = CheckUpdate(Update(expert_cid_, "", step, Adam(), sources), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kMismatch));
+  EXPECT_THAT(outcome->detail, HasSubstr("adam_steps"));
+}
+
+TEST_F(UpdateVerifierTest, ChildOfAnotherArchitectureOrSizeIsWrongShape) {
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 600);
+  for (const edge::ExpertSpec& spec :
+       {edge::ExpertSpec{std::string(edge::kArchSwiglu), kDModel, 64, DType::kF32},
+        edge::ExpertSpec{std::string(edge::kArchGeluMlp), kDModel, 65, DType::kF32}}) {
+    Step other;
+    other.child = *edge::NewExpertFile(spec, 3);
+    Result<Outcome> outcome = CheckUpdate(Update(expert_cid_, "", other, Sgd(), sources), sources);
+    ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kWrongShape))
+        << spec.arch << " " << spec.d_ff;
+  }
+
+  const Step step = EdgeStep(expert_cid_, {}, sources, Sgd());
+  ledger::UpdateRecord record = Update(expert_cid_, "", step, Sgd(), sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectAccepted(CheckUpdate(record, sources)));
+  for (uint64_t size : {record.body.child_size + 1, record.body.child_size - 1, uint64_t{0}}) {
+    ledger::UpdateRecord wrong = record;
+    wrong.body.child_size = size;
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectRejected(CheckUpdate(wrong, sources), ledger::RejectReason::kWrongShape))
+        << size;
+  }
+  // The same weights as bf16: the same architecture, so not a wrong shape.
+  Step bf16 = step;
+  ASSERT_TRUE(edge_->Load("stepped", step.child).ok());
+  bf16.child = *edge_->Export("stepped", DType::kBF16);
+  Result<Outcome> rounded = CheckUpdate(Update(expert_cid_, "", bf16, Sgd(), sources, 78), sources);
+  ASSERT_TRUE(rounded.ok());
+  EXPECT_NE(rounded->reason, ledger::RejectReason::kWrongShape);
+  // Garbage is malformed.
+  Step garbage;
+  garbage.child = Bytes{'n', 'o', 't', ' ', 'a', 'n', ' ', 'e', 'x', 'p', 'e', 'r', 't'};
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(Update(expert_cid_, "", garbage, Sgd(), sources, 79), sources),
+                     ledger::RejectReason::kMalformedTensor));
+}
+
+TEST_F(UpdateVerifierTest, MissingChildIsOutputMissingAfterTheDeadline) {
+  params_.verify_deadline_ms = 100;
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 700);
+  const Step step = EdgeStep(expert_cid_, {}, sources, Sgd());
+  ledger::UpdateRecord record = Update(expert_cid_, "", step, Sgd(), sources);
+  record.body.child_cid = crypto::ComputeCid(AsBytes("never uploaded")).ToString();
+  const int64_t start_ms = SystemClock::Get()->MonotonicMs();
+  Result<Outcome> outcome = CheckUpdate(record, sources);
+  const int64_t elapsed_ms = SystemClock::Get()->MonotonicMs() - start_ms;
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kOutputMissing));
+  EXPECT_THAT(outcome->detail, HasSubstr("child weights"));
+  EXPECT_GE(elapsed_ms, params_.verify_deadline_ms);
+  EXPECT_GT(blobs_.Gets(record.body.child_cid), 1);
+
+  // A missing child optimizer state likewise.
+  const Step adam = EdgeStep(expert_cid_, {}, sources, Adam());
+  ledger::UpdateRecord no_state = Update(expert_cid_, "", adam, Adam(), sources, 78);
+  no_state.body.child_state_cid = crypto::ComputeCid(AsBytes("no state")).ToString();
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(no_state, sources), ledger::RejectReason::kOutputMissing));
+
+  // An unreachable store gives no verdict.
+  blobs_.Fail(record.body.child_cid, Status::Unavailable("store down"));
+  EXPECT_EQ(CheckUpdate(record, sources).status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(UpdateVerifierTest, AnUnselectedUpdateIsOnlyCheckedForForm) {
+  params_.verify_update_fraction_ppm = 0;
+  const std::vector<ledger::ResultRecord> sources = TwoSources(expert_cid_, 800);
+  Step step = EdgeStep(expert_cid_, {}, sources, Sgd());
+  step.child = ScaledChange(*edge_->Export(expert_cid_, DType::kF32), step.child, 1.1f);
+  const ledger::UpdateRecord record = Update(expert_cid_, "", step, Sgd(), sources);
+  Result<Outcome> outcome = CheckUpdate(record, sources);
+  ASSERT_NO_FATAL_FAILURE(ExpectAccepted(outcome));
+  EXPECT_THAT(outcome->detail, HasSubstr("not selected"));
+  EXPECT_EQ(outcome->rows_checked, 0);
+
+  // Selected, the same update is a mismatch.
+  params_.verify_update_fraction_ppm = 1000000;
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(record, sources), ledger::RejectReason::kMismatch));
+
+  // The form is checked whether selected or not.
+  params_.verify_update_fraction_ppm = 0;
+  Step other;
+  other.child = *edge::NewExpertFile(
+      edge::ExpertSpec{std::string(edge::kArchSwiglu), kDModel, 64, DType::kF32}, 3);
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectRejected(CheckUpdate(Update(expert_cid_, "", other, Sgd(), sources, 78), sources),
+                     ledger::RejectReason::kWrongShape));
+
+  // At half, the verdict follows UpdateSelected for the update's block, edge and nonce.
+  params_.verify_update_fraction_ppm = 500000;
+  int selected = 0;
+  for (uint8_t b = 0; b < 8; ++b) {
+    const crypto::Digest block = CountingDigest(static_cast<uint8_t>(0x60 + b));
+    const bool chosen = UpdateSelected(block, record.edge, record.nonce, 500000);
+    selected += chosen ? 1 : 0;
+    Result<Outcome> at_half = CheckUpdate(record, sources, block);
+    ASSERT_TRUE(at_half.ok()) << at_half.status().ToString();
+    EXPECT_EQ(at_half->verdict, chosen ? ledger::Verdict::kRejected : ledger::Verdict::kAccepted)
+        << "block " << int{b};
+  }
+  EXPECT_GT(selected, 0);
+  EXPECT_LT(selected, 8);
 }
 
 }  // namespace

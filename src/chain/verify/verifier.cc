@@ -433,6 +433,19 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
                                                    FormatError(tolerance));
       }
     }
+    // The metadata is state too: the next step's bias correction depends on adam_steps.
+    TRUSTMOE_ASSIGN_OR_RETURN(edge::SafetensorsFile ref_parsed,
+                              edge::ParseSafetensors(ref_state_file));
+    auto parsed = edge::ParseSafetensors(*child_state_file);
+    for (const char* key : {"trustmoe.format", "trustmoe.adam_steps"}) {
+      auto want = ref_parsed.metadata().find(key);
+      auto got = parsed->metadata().find(key);
+      if (want != ref_parsed.metadata().end() &&
+          (got == parsed->metadata().end() || got->second != want->second)) {
+        return Reject(RejectReason::kMismatch, "optimizer state " + std::string(key) + " is not " +
+                                                   want->second + " as the step gives");
+      }
+    }
   }
 #undef TRUSTMOE_FETCH_OR_VERDICT
   ok.rows_checked = 0;
