@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -265,6 +266,115 @@ TEST_P(RuntimeArch, SgdAndAdamSteps) {
   EXPECT_EQ(rt->Step("adam", bad).code(), StatusCode::kInvalidArgument);
 }
 
+// The tensors of a safetensors file as floats, with its metadata.
+struct StateFile {
+  Metadata metadata;
+  std::map<std::string, std::vector<float>> tensors;
+};
+
+StateFile ReadState(const Bytes& file) {
+  Result<SafetensorsFile> parsed = ParseSafetensors(file);
+  TRUSTMOE_CHECK(parsed.ok());
+  StateFile out{parsed->metadata(), {}};
+  for (const TensorInfo& t : parsed->tensors()) {
+    out.tensors[t.name] = *ToFloats(t.dtype, parsed->Data(t));
+  }
+  return out;
+}
+
+// Largest absolute difference between the weights of two expert files of one architecture.
+double MaxWeightDiff(const Bytes& a, const Bytes& b) {
+  RefExpert ra = ReadRef(a), rb = ReadRef(b);
+  double worst = 0;
+  for (const auto& [name, w] : ra.w) {
+    const std::vector<float>& other = rb.w.at(name);
+    TRUSTMOE_CHECK(other.size() == w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      worst = std::max(worst, std::abs(static_cast<double>(w[i]) - other[i]));
+    }
+  }
+  return worst;
+}
+
+// One step with `opt` on training copy `key` from the gradients of (x, g).
+void StepOn(ExpertRuntime* rt, const std::string& key, const HostTensor& x, const HostTensor& g,
+            const OptimizerSpec& opt) {
+  ASSERT_TRUE(rt->Backward(key, x, g, false, true).ok());
+  ASSERT_TRUE(rt->Step(key, opt).ok());
+}
+
+// Two steps on one training copy (weights W2), against the second step alone on a copy of the
+// weights after the first step (W1) with the optimizer state exported then: equal weights and
+// states. The same second step from a fresh state differs, so the state did carry over.
+void ExpectStateCarriesTheStep(const char* arch, const OptimizerSpec& opt,
+                               const std::vector<std::string>& prefixes) {
+  auto rt = Cpu();
+  const int64_t m = 8, f = 12;
+  ASSERT_TRUE(rt->Load("parent", Expert(arch, m, f)).ok());
+  ASSERT_TRUE(rt->Clone("parent", "a").ok());
+  const HostTensor x1 = MakeInput(DType::kF32, 4, m, 21), g1 = MakeInput(DType::kF32, 4, m, 22);
+  const HostTensor x2 = MakeInput(DType::kF32, 3, m, 23), g2 = MakeInput(DType::kF32, 3, m, 24);
+  ASSERT_NO_FATAL_FAILURE(StepOn(rt.get(), "a", x1, g1, opt));
+  Result<Bytes> w1 = rt->Export("a", DType::kF32);
+  Result<Bytes> s1 = rt->ExportOptimizerState("a");
+  ASSERT_TRUE(w1.ok() && s1.ok()) << s1.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(StepOn(rt.get(), "a", x2, g2, opt));
+  Result<Bytes> w2 = rt->Export("a", DType::kF32);
+  Result<Bytes> s2 = rt->ExportOptimizerState("a");
+  ASSERT_TRUE(w2.ok() && s2.ok());
+
+  // The state file: one f32 tensor per parameter and prefix, and the format metadata.
+  const StateFile state = ReadState(*s1);
+  EXPECT_EQ(state.metadata.at("trustmoe.format"), kOptimizerStateFormat);
+  EXPECT_EQ(state.metadata.at("trustmoe.adam_steps"), opt.kind == OptimizerKind::kAdam ? "1" : "0");
+  const RefExpert ref = ReadRef(*w1);
+  EXPECT_EQ(state.tensors.size(), prefixes.size() * ref.w.size());
+  for (const std::string& prefix : prefixes) {
+    for (const auto& [name, w] : ref.w) {
+      auto it = state.tensors.find(prefix + name);
+      ASSERT_NE(it, state.tensors.end()) << prefix << name;
+      EXPECT_EQ(it->second.size(), w.size()) << prefix << name;
+    }
+  }
+
+  ASSERT_TRUE(rt->Load("w1", *w1).ok());
+  ASSERT_TRUE(rt->Clone("w1", "b").ok());
+  ASSERT_TRUE(rt->ImportOptimizerState("b", *s1).ok());
+  Result<Bytes> imported = rt->ExportOptimizerState("b");
+  ASSERT_TRUE(imported.ok());
+  EXPECT_EQ(*imported, *s1);
+  ASSERT_NO_FATAL_FAILURE(StepOn(rt.get(), "b", x2, g2, opt));
+  Result<Bytes> w2b = rt->Export("b", DType::kF32);
+  ASSERT_TRUE(w2b.ok());
+  EXPECT_LE(MaxWeightDiff(*w2, *w2b), 1e-6);
+  const StateFile sa = ReadState(*s2), sb = ReadState(*rt->ExportOptimizerState("b"));
+  EXPECT_EQ(sa.metadata, sb.metadata);
+  ASSERT_EQ(sa.tensors.size(), sb.tensors.size());
+  for (const auto& [name, v] : sa.tensors) {
+    const std::vector<float>& other = sb.tensors.at(name);
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], other[i], 1e-6) << name << " " << i;
+  }
+
+  ASSERT_TRUE(rt->Clone("w1", "fresh").ok());
+  ASSERT_NO_FATAL_FAILURE(StepOn(rt.get(), "fresh", x2, g2, opt));
+  EXPECT_GT(MaxWeightDiff(*w2, *rt->Export("fresh", DType::kF32)), 1e-4);
+}
+
+TEST_P(RuntimeArch, AdamStateExportedAndImportedResumesTheSameStep) {
+  OptimizerSpec adam;
+  adam.kind = OptimizerKind::kAdam;
+  adam.lr = 0.01;
+  adam.weight_decay = 0.01;
+  ExpectStateCarriesTheStep(GetParam(), adam, {"adam_m.", "adam_v."});
+}
+
+TEST_P(RuntimeArch, SgdMomentumStateExportedAndImportedResumesTheSameStep) {
+  OptimizerSpec sgd;
+  sgd.lr = 0.05;
+  sgd.momentum = 0.9;
+  ExpectStateCarriesTheStep(GetParam(), sgd, {"momentum."});
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, RuntimeArch, ::testing::Values("gelu_mlp", "swiglu"));
 
 TEST(Runtime, Bf16ComputeOnCpuIsClose) {
@@ -400,6 +510,107 @@ TEST(Runtime, BadInputsAreRefusedClearly) {
   EXPECT_FALSE(rt->Holds("t"));
   // The runtime still serves.
   EXPECT_TRUE(rt->Forward("e", MakeInput(DType::kF32, 1, 8, 1)).ok());
+}
+
+// An optimizer-state file written field by field.
+Bytes StateBytes(const Metadata& metadata,
+                 const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                 DType dtype = DType::kF32) {
+  std::vector<Bytes> data;
+  std::vector<TensorData> tensors;
+  data.reserve(shapes.size());
+  for (const auto& [name, shape] : shapes) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    data.push_back(FromFloats(dtype, std::vector<float>(static_cast<size_t>(n), 0.5f)));
+    tensors.push_back({name, dtype, shape, data.back()});
+  }
+  Result<Bytes> file = WriteSafetensors(metadata, std::move(tensors));
+  TRUSTMOE_CHECK(file.ok());
+  return *file;
+}
+
+TEST(Runtime, HostileOptimizerStatesAreRefusedAndLeaveTheStateAsItWas) {
+  auto rt = Cpu();
+  const int64_t m = 8, f = 12;  // swiglu: w1 [f, m], w2 [m, f], w3 [f, m]
+  ASSERT_TRUE(rt->Load("parent", Expert("swiglu", m, f)).ok());
+  ASSERT_TRUE(rt->Clone("parent", "t").ok());
+  OptimizerSpec adam;
+  adam.kind = OptimizerKind::kAdam;
+  ASSERT_NO_FATAL_FAILURE(StepOn(rt.get(), "t", MakeInput(DType::kF32, 2, m, 1),
+                                 MakeInput(DType::kF32, 2, m, 2), adam));
+  Result<Bytes> before = rt->ExportOptimizerState("t");
+  ASSERT_TRUE(before.ok());
+
+  const Metadata good{{"trustmoe.format", std::string(kOptimizerStateFormat)},
+                      {"trustmoe.adam_steps", "3"}};
+  auto with = [&](const std::string& key, const std::string& value) {
+    Metadata md = good;
+    md[key] = value;
+    return md;
+  };
+  Metadata no_steps = good;
+  no_steps.erase("trustmoe.adam_steps");
+  Metadata no_format = good;
+  no_format.erase("trustmoe.format");
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> valid = {{"adam_m.w1", {f, m}},
+                                                                           {"adam_v.w1", {f, m}}};
+  // A valid file, to show the cases below fail for their one fault.
+  ASSERT_TRUE(rt->Clone("parent", "probe").ok());
+  ASSERT_TRUE(rt->ImportOptimizerState("probe", StateBytes(good, valid)).ok());
+
+  const Bytes garbage = {'n', 'o', 't', ' ', 's', 'a', 'f', 'e',
+                         't', 'e', 'n', 's', 'o', 'r', 's', '!'};
+  struct Case {
+    const char* what;
+    Bytes file;
+  };
+  const std::vector<Case> cases = {
+      {"not safetensors", garbage},
+      {"no format", StateBytes(no_format, valid)},
+      {"an expert's format",
+       StateBytes(with("trustmoe.format", std::string(kExpertFormat)), valid)},
+      {"format v2", StateBytes(with("trustmoe.format", "trustmoe-optimizer-state-v2"), valid)},
+      {"no adam_steps", StateBytes(no_steps, valid)},
+      {"negative adam_steps", StateBytes(with("trustmoe.adam_steps", "-1"), valid)},
+      {"empty adam_steps", StateBytes(with("trustmoe.adam_steps", ""), valid)},
+      {"hex adam_steps", StateBytes(with("trustmoe.adam_steps", "0x10"), valid)},
+      {"adam_steps 1e3", StateBytes(with("trustmoe.adam_steps", "1e3"), valid)},
+      {"13-digit adam_steps", StateBytes(with("trustmoe.adam_steps", "1234567890123"), valid)},
+      {"unknown prefix", StateBytes(good, {{"adam_m.w1", {f, m}}, {"adam_x.w1", {f, m}}})},
+      {"unknown parameter", StateBytes(good, {{"adam_m.w1", {f, m}}, {"adam_m.w9", {f, m}}})},
+      {"bare parameter name", StateBytes(good, {{"adam_m.w1", {f, m}}, {"w1", {f, m}}})},
+      {"transposed shape", StateBytes(good, {{"adam_m.w1", {f, m}}, {"adam_v.w1", {m, f}}})},
+      {"flat shape", StateBytes(good, {{"adam_m.w1", {f * m}}})},
+      {"one row more", StateBytes(good, {{"momentum.w2", {m + 1, f}}})},
+      {"bf16", StateBytes(good, {{"adam_m.w1", {f, m}}}, DType::kBF16)},
+      {"f16", StateBytes(good, {{"momentum.w3", {f, m}}}, DType::kF16)},
+  };
+  for (const Case& c : cases) {
+    Status s = rt->ImportOptimizerState("t", c.file);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.what << ": " << s.ToString();
+    Result<Bytes> after = rt->ExportOptimizerState("t");
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(*after, *before) << c.what << " changed the state";
+  }
+
+  // Only training copies hold optimizer state.
+  EXPECT_EQ(rt->ExportOptimizerState("parent").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rt->ImportOptimizerState("parent", *before).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rt->ExportOptimizerState("missing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(rt->ImportOptimizerState("missing", *before).code(), StatusCode::kNotFound);
+
+  // A fresh training copy exports an empty state that imports again.
+  ASSERT_TRUE(rt->Clone("parent", "fresh").ok());
+  Result<Bytes> empty = rt->ExportOptimizerState("fresh");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  const StateFile parsed = ReadState(*empty);
+  EXPECT_EQ(parsed.metadata.at("trustmoe.adam_steps"), "0");
+  for (const auto& [name, v] : parsed.tensors) {
+    EXPECT_FALSE(name.starts_with("adam_") || name.starts_with("momentum.")) << name;
+  }
+  EXPECT_TRUE(rt->ImportOptimizerState("t", *empty).ok());
+  EXPECT_EQ(*rt->ExportOptimizerState("t"), *empty);
 }
 
 TEST(Runtime, OptionsAreChecked) {
