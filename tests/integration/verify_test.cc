@@ -19,6 +19,7 @@
 #include "chain/ledger/report.h"
 #include "chain/ledger/result.h"
 #include "chain/ledger/tx.h"
+#include "chain/ledger/update.h"
 #include "chain/ledger/verdict.h"
 #include "crypto/cid.h"
 #include "edge/numeric.h"
@@ -77,7 +78,8 @@ struct Expert {
 // published, A2 (another version of A) stored but not published, a CPU reference runtime.
 class World {
  public:
-  static std::unique_ptr<World> Start(int edge_keys, std::set<uint32_t> byzantine) {
+  static std::unique_ptr<World> Start(int edge_keys, std::set<uint32_t> byzantine,
+                                      uint32_t update_fraction_ppm = 100000) {
     std::unique_ptr<World> w(new World());
     storage::testing::StoreProcessOptions store_options;
     // Two edges deliver up to 32 results each at once, and four validators read them.
@@ -92,6 +94,7 @@ class World {
     ledger::ChainParams params;
     params.view_change_timeout_ms = 1000;
     params.verify_deadline_ms = 1500;
+    params.verify_update_fraction_ppm = update_fraction_ppm;
     w->cluster = ValidatorCluster::Start(1, params, VerifyConfig{{w->store->endpoint()}, byzantine});
     if (w->cluster == nullptr) return nullptr;
     w->chain = w->cluster->Client();
@@ -618,6 +621,114 @@ TEST(VerifyTest, ABlacklistedEdgeRefusesToServeUntilTheAdminLiftsIt) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("not published"));
   EXPECT_EQ(edge->Stop(), 0);
+}
+
+// An edge's training step, computed by test code with the CPU runtime as an honest edge would:
+// backward results on the parent (committed first), then one Adam step from a fresh state.
+// `lr_factor` != 1 makes the child's weight change that much larger than the step says.
+struct UpdateCase {
+  std::vector<uint64_t> sources;
+  ledger::ExpertUpdatedBody body;
+  uint64_t nonce = 0;
+};
+
+UpdateCase SubmitUpdate(World& w, const crypto::PrivateKey& key, const std::string& job,
+                        double lr_factor) {
+  UpdateCase out;
+  const std::string train = "train/" + key.public_key().Hex();
+  EXPECT_TRUE(w.reference->Clone(w.a.cid, train).ok());
+  for (int i = 0; i < 2; ++i) {
+    HostTensor x = Random(12, 16, 100 + static_cast<uint64_t>(i));
+    HostTensor g = Random(12, 16, 200 + static_cast<uint64_t>(i));
+    auto back = w.reference->Backward(w.a.cid, x, g, false, false);
+    EXPECT_TRUE(back.ok());
+    EXPECT_TRUE(w.reference->Backward(train, x, g, false, true).ok());
+    Cheat result;
+    result.kind = ledger::CallKind::kBackward;
+    result.claimed = &w.a;
+    result.input = File(x);
+    result.grad_output = File(g);
+    result.output = File(back->grad_input);
+    result.rows = 12;
+    out.sources.push_back(Submit(w, key, result));
+  }
+  edge::OptimizerSpec adam;
+  adam.kind = edge::OptimizerKind::kAdam;
+  adam.lr = 1e-2 * lr_factor;
+  EXPECT_TRUE(w.reference->Step(train, adam).ok());
+  Bytes child = w.reference->Export(train, DType::kF32).value();
+  Bytes state = w.reference->ExportOptimizerState(train).value();
+  EXPECT_TRUE(w.reference->Unload(train).ok());
+  EXPECT_TRUE(w.store_client->Put(child, true).ok());
+  EXPECT_TRUE(w.store_client->Put(state, true).ok());
+  ledger::ExpertUpdatedBody& body = out.body;
+  body.job = job;
+  body.step = 1;
+  body.parent_cid = w.a.cid;
+  body.child_cid = crypto::ComputeCid(child).ToString();
+  body.child_state_cid = crypto::ComputeCid(state).ToString();
+  body.child_size = child.size();
+  body.optimizer.kind = ledger::OptimizerKind::kAdam;
+  body.optimizer.lr = 1e-2;  // what the commitment says, whatever the child holds
+  body.sources = out.sources;
+  out.nonce = ledger::FreshNonce();
+  auto done = w.chain->Submit(ledger::MakeTx(w.cluster->genesis().chain_id,
+                                             ledger::TxType::kExpertUpdated, key, out.nonce,
+                                             body.Encode())
+                                  .Encode());
+  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  return out;
+}
+
+std::optional<ledger::UpdateRecord> UpdateVerdict(const World& w, const crypto::PublicKey& edge,
+                                                  uint64_t nonce) {
+  std::optional<ledger::UpdateRecord> out;
+  WaitFor(
+      [&] {
+        const std::string key = ledger::UpdateKey(edge, nonce);
+        auto page = w.chain->ScanState(key, "", 1);
+        if (!page.ok() || page->entries.empty() || page->entries[0].first != key) return false;
+        auto record = ledger::UpdateRecord::Decode(page->entries[0].second);
+        if (!record.ok()) return false;
+        out = *record;
+        return record->status != ResultStatus::kPending;
+      },
+      60s);
+  if (out.has_value() && out->status == ResultStatus::kPending) return std::nullopt;
+  return out;
+}
+
+TEST(VerifyTest, ExpertUpdatesAreReRunAndAManipulatedOneIsRejected) {
+  // Every update re-run (verify_update_fraction_ppm = 10^6).
+  auto w = World::Start(2, {}, 1000000);
+  ASSERT_NE(w, nullptr);
+  UpdateCase honest = SubmitUpdate(*w, w->keys[0], "train-honest", 1.0);
+  UpdateCase bent = SubmitUpdate(*w, w->keys[1], "train-bent", 1.3);
+
+  auto good = UpdateVerdict(*w, w->keys[0].public_key(), honest.nonce);
+  ASSERT_TRUE(good.has_value()) << "no verdict on the honest update\n" << w->cluster->Log(0);
+  EXPECT_EQ(good->status, ResultStatus::kAccepted) << good->reason;
+  // The child is published, with its lineage.
+  auto child = w->chain->ScanState(ledger::ExpertKey(honest.body.child_cid), "", 1);
+  ASSERT_TRUE(child.ok());
+  ASSERT_FALSE(child->entries.empty());
+  EXPECT_EQ(child->entries[0].first, ledger::ExpertKey(honest.body.child_cid));
+  auto lineage = w->chain->ScanState(ledger::LineageKey(honest.body.child_cid), "", 1);
+  ASSERT_TRUE(lineage.ok() && !lineage->entries.empty());
+  EXPECT_EQ(ToString(lineage->entries[0].second), ledger::UpdateKey(w->keys[0].public_key(),
+                                                                    honest.nonce));
+
+  auto bad = UpdateVerdict(*w, w->keys[1].public_key(), bent.nonce);
+  ASSERT_TRUE(bad.has_value()) << "no verdict on the manipulated update";
+  EXPECT_EQ(bad->status, ResultStatus::kRejected);
+  EXPECT_THAT(bad->reason, ::testing::StartsWith("mismatch: tensor "));
+  std::cout << "[ info ] update with a 1.3x weight change: REJECTED, " << bad->reason << "\n";
+  ledger::Reputation rep = w->Reputation(w->keys[1].public_key());
+  EXPECT_TRUE(rep.blacklisted);
+  EXPECT_THAT(rep.blacklist_reason, ::testing::StartsWith("update "));
+  // The honest edge's backward results and update: all accepted.
+  EXPECT_TRUE(WaitFor([&] { return w->Reputation(w->keys[0].public_key()).accepted == 3; }, 30s));
+  EXPECT_FALSE(w->Reputation(w->keys[0].public_key()).blacklisted);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <exception>
 #include <set>
+#include <thread>
 
 #include "crypto/sha256.h"
 #include "trustmoe/v1/chain.grpc.pb.h"
@@ -596,11 +597,24 @@ Result<SubmitResult> ChainClient::Submit(ByteSpan tx, bool wait) {
                                    std::to_string(genesis_.params.tx_bytes_max) + ")");
   }
   int attempts = 0;
-  Result<SubmitResult> result = WithFailover<SubmitResult>(
-      Retry::kUnavailableOnly, [&](Endpoint& endpoint) -> Result<SubmitResult> {
-        ++attempts;
-        return SubmitTo(endpoint, tx, wait);
-      });
+  Result<SubmitResult> result = Status::Internal("not submitted");
+  // A refusal that depends on the state (an unregistered signer, a missing record) may come
+  // from a validator that has not executed the latest blocks yet — one that lags by a block is
+  // normal in PBFT — while the caller's own earlier transaction (a registration, say) is
+  // committed. Such a refusal is asked again twice, 0.2 s and 0.4 s later, before it is final.
+  for (int round = 0;; ++round) {
+    result = WithFailover<SubmitResult>(
+        Retry::kUnavailableOnly, [&](Endpoint& endpoint) -> Result<SubmitResult> {
+          ++attempts;
+          return SubmitTo(endpoint, tx, wait);
+        });
+    const StatusCode code = result.ok() ? StatusCode::kOk : result.status().code();
+    const bool state_dependent = code == StatusCode::kPermissionDenied ||
+                                 code == StatusCode::kFailedPrecondition ||
+                                 code == StatusCode::kNotFound;
+    if (!state_dependent || round == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 << round));
+  }
   // A validator that went away after admitting the transaction may have had it committed: a
   // retry then hears ALREADY_EXISTS, and the committed transaction is what the caller wants.
   if (!result.ok() && attempts > 1 && result.status().code() == StatusCode::kAlreadyExists) {

@@ -123,7 +123,9 @@ class ChainClient {
   // inclusion proof verified. Errors are the validator's (InvalidArgument, Unauthenticated,
   // PermissionDenied, AlreadyExists, ResourceExhausted, DeadlineExceeded: it may still commit)
   // with the endpoint named; DataLoss when the returned proof does not verify. After a
-  // failover, an AlreadyExists for this very transaction is answered with its proof.
+  // failover, an AlreadyExists for this very transaction is answered with its proof. A
+  // state-dependent refusal (PermissionDenied, FailedPrecondition, NotFound) is final only
+  // after two more tries, 0.2 s and 0.4 s later: the validator that answered may lag a block.
   Result<SubmitResult> Submit(ByteSpan tx, bool wait = true);
 
   // FailedPrecondition when the validator runs another chain id or genesis.
