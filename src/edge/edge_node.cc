@@ -378,6 +378,14 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
             .ToString();
   }
 
+  if (int64_t bad = FirstNonFinite(y.dtype, y.data); bad >= 0) {
+    // Committing it would be a fault (validators reject non-finite outputs): the input was
+    // out of range for the expert or the dtype.
+    return refuse(Status::InvalidArgument(
+        "the expert's output holds NaN or infinity at row " + std::to_string(bad / y.cols) +
+        " (inputs too large for the expert or for " + std::string(DTypeName(y.dtype)) +
+        "?); nothing was committed"));
+  }
   CallResult result;
   TRUSTMOE_ASSIGN_OR_RETURN(result.output, WriteActivations(y));
   result.rows = y.rows;

@@ -442,6 +442,13 @@ TEST_F(EdgeTest, BadInputGetsAClearErrorAndCommitsNothing) {
   const std::string unpublished_cid =
       crypto::ComputeCid(AsBytes(std::string("never published"))).ToString();
   const std::string& cid = world_->expert_cid;
+  // Finite, but far beyond what the expert's products fit in f32: the output overflows, and
+  // the edge must not commit it (validators reject non-finite outputs).
+  const Bytes huge = [] {
+    std::vector<float> v(static_cast<size_t>(2 * kDModel), 1e30f);
+    auto file = WriteActivations({DType::kF32, 2, kDModel, FromFloats(DType::kF32, v)});
+    return file.ok() ? *file : Bytes();
+  }();
   // Published, so that the edge gets as far as the store and the file.
   ASSERT_TRUE(world_->Publish(unknown_cid, 12).ok());
   ASSERT_TRUE(world_->Publish(not_an_expert->cid.ToString(), not_an_expert->size).ok());
@@ -478,6 +485,8 @@ TEST_F(EdgeTest, BadInputGetsAClearErrorAndCommitsNothing) {
        "job must be 1 to 128"},
       {"input above tensor_bytes_max", "job-b", cid, Activations(kRowsMax, 1100, 26),
        grpc::StatusCode::RESOURCE_EXHAUSTED, "tensor_bytes_max"},
+      {"finite input whose output overflows f32", "job-b", cid, huge,
+       grpc::StatusCode::INVALID_ARGUMENT, "output holds NaN or infinity"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

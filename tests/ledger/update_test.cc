@@ -43,13 +43,13 @@ Genesis MakeGenesis(const Validators& v, const crypto::PrivateKey& admin) {
 
 std::string Cid(char c) { return "sha256-tree:" + std::string(64, c); }
 
-// Adam on parent Cid('a') to child Cid('c') from backward results 1 and 2.
+// Adam on parent Cid('a') (published directly: a fresh optimizer state) to child Cid('c')
+// from backward results 1 and 2.
 ExpertUpdatedBody AdamBody() {
   ExpertUpdatedBody body;
   body.job = "job-1";
   body.step = 4;
   body.parent_cid = Cid('a');
-  body.parent_state_cid = Cid('1');
   body.child_cid = Cid('c');
   body.child_state_cid = Cid('2');
   body.child_size = 4096;
@@ -340,6 +340,12 @@ TEST_F(UpdateTest, AnUpdateIsRecordedPendingAndItsChildPublished) {
   next.child_cid = Cid('d');
   next.child_state_cid = Cid('5');
   next.sources = {11};
+  // The parent's optimizer state is the one recorded with it, nothing else.
+  ExpertUpdatedBody steered = next;
+  steered.parent_state_cid = Cid('9');
+  Status refused = SubmitUpdate(13, steered);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("recorded with the parent"), std::string::npos);
   ASSERT_TRUE(SubmitUpdate(12, next).ok());
   EXPECT_TRUE(Published(Cid('d')));
   EXPECT_EQ(Update(12).status, ResultStatus::kPending);

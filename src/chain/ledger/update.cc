@@ -53,6 +53,26 @@ class ExpertUpdatedHandler : public TxHandler {
                                        " is not a backward result on the parent");
       }
     }
+    // The parent's optimizer state is the one the chain recorded with the parent: the child
+    // state of the update that made it, or a fresh state for an expert published directly.
+    // (Otherwise an edge could name any state and steer the step with it.)
+    TRUSTMOE_ASSIGN_OR_RETURN(auto lineage, state->Get(LineageKey(body.parent_cid)));
+    std::string recorded_state;
+    if (lineage.has_value()) {
+      const std::string parent_update(lineage->begin(), lineage->end());
+      TRUSTMOE_ASSIGN_OR_RETURN(auto parent_bytes, state->Get(parent_update));
+      if (!parent_bytes.has_value()) return Status::DataLoss("lineage names a missing update");
+      auto parent_update_record = UpdateRecord::Decode(*parent_bytes);
+      if (!parent_update_record.ok()) {
+        return Status::DataLoss("update record: " + parent_update_record.status().message());
+      }
+      recorded_state = parent_update_record->body.child_state_cid;
+    }
+    if (body.parent_state_cid != recorded_state) {
+      return Status::InvalidArgument(
+          "expert-updated: parent_state_cid must be the optimizer state recorded with the parent (" +
+          (recorded_state.empty() ? std::string("none: a fresh state") : recorded_state) + ")");
+    }
     TRUSTMOE_ASSIGN_OR_RETURN(auto child, state->Get(ExpertKey(body.child_cid)));
     if (child.has_value()) {
       return Status::AlreadyExists("expert-updated: child " + body.child_cid +

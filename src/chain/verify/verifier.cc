@@ -83,10 +83,12 @@ Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::stri
     if (bytes.ok()) return bytes;
     const StatusCode code = bytes.status().code();
     if (code == StatusCode::kFailedPrecondition) {
-      *rejected = Reject(RejectReason::kMalformedTensor,
-                         std::string(what) + " " + Short(cid_text) + " is larger than " +
-                             std::to_string(bytes_max) + " bytes");
-      return bytes.status();
+      // Over this validator's own limit ([verify] tensor_bytes_max / expert_bytes_max): a local
+      // setting, not a rule of the chain, so no vote; the operator raises the limit.
+      return Status::ResourceExhausted(std::string(what) + " " + Short(cid_text) +
+                                       " is larger than this validator's limit of " +
+                                       std::to_string(bytes_max) +
+                                       " bytes ([verify] tensor_bytes_max / expert_bytes_max)");
     }
     if (code != StatusCode::kNotFound) {
       // A busy, slow, unreachable or corrupt store, or our own trouble: not the edge's fault.
@@ -226,6 +228,13 @@ Result<Outcome> ResultVerifier::Verify(const ledger::ResultRecord& record,
   Outcome ok;
   ok.rows_checked = static_cast<int64_t>(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
+    if (edge::FirstNonFinite(edge::DType::kF32,
+                             ByteSpan(reinterpret_cast<const uint8_t*>(got.data() + i * d),
+                                      d * sizeof(float))) >= 0) {
+      // Honest edges refuse to commit an output that overflowed.
+      return Reject(RejectReason::kMalformedTensor,
+                    "output row " + std::to_string(rows[i]) + " holds NaN or infinity");
+    }
     const double e = RowError(std::span<const float>(got).subspan(i * d, d),
                               std::span<const float>(ref).subspan(i * d, d));
     ok.max_error = std::max(ok.max_error, e);
@@ -381,6 +390,11 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
     auto back = runtime_->Backward(train_key, *x, *g, /*want_weight_grads=*/false,
                                    /*accumulate=*/true);
     if (!back.ok()) {
+      // Only a source the runtime refuses for its content (NaN, width) is the edge's fault;
+      // memory or internal trouble here is ours: no vote.
+      if (back.status().code() != StatusCode::kInvalidArgument) {
+        return back.status().WithContext("re-running a source");
+      }
       return Reject(RejectReason::kMalformedTensor, "a source does not re-run: " + back.status().message());
     }
   }

@@ -36,8 +36,10 @@ Result<std::unique_ptr<VerificationWorker>> VerificationWorker::Start(
   }
   std::unique_ptr<VerificationWorker> w(
       new VerificationWorker(node, std::move(key), verifier, options, metrics));
-  TRUSTMOE_RETURN_IF_ERROR(w->ScanPending());
+  // Listening first: a block committed while the scan runs is queued too (duplicates are
+  // dropped by result key).
   node->AddCommitListener([raw = w.get()](uint64_t height) { raw->OnCommit(height); });
+  TRUSTMOE_RETURN_IF_ERROR(w->ScanPending());
   for (int i = 0; i < options.threads; ++i) w->threads_.emplace_back([raw = w.get()] { raw->Run(); });
   return w;
 }
@@ -85,29 +87,34 @@ size_t VerificationWorker::backlog() const {
 }
 
 Status VerificationWorker::ScanPending() {
+  // Read without the lock: the commit listener (the consensus thread) must never wait for it.
   const ledger::LedgerStore& store = node_->store();
-  size_t found = 0;
-  std::lock_guard lock(mu_);
+  std::vector<Item> found;
   for (const std::string prefix : {"pending/", "pending-update/"}) {
     std::string after;
     for (;;) {
       TRUSTMOE_ASSIGN_OR_RETURN(auto page, store.Scan(prefix, after, kScanPage));
       for (const auto& [key, value] : page) {
         TRUSTMOE_ASSIGN_OR_RETURN(auto parsed, ParsePendingKey(key, prefix));
-        Enqueue(Item{parsed.first, parsed.second, 0});
-        ++found;
+        found.push_back(Item{parsed.first, parsed.second, 0});
       }
       if (page.size() < kScanPage) break;
       after = page.back().first;
     }
   }
-  if (found > 0) TM_INFO("verification: {} pending result(s) to check from the ledger", found);
+  std::lock_guard lock(mu_);
+  for (Item& item : found) Enqueue(std::move(item));
+  if (!found.empty()) {
+    TM_INFO("verification: {} pending result(s) and update(s) to check from the ledger",
+            found.size());
+  }
   return Status::Ok();
 }
 
 void VerificationWorker::OnCommit(uint64_t height) {
   {
     std::lock_guard lock(mu_);
+    if (stop_) return;
     heights_.push_back(height);
   }
   cv_.notify_one();
@@ -123,7 +130,9 @@ void VerificationWorker::Enqueue(Item item) {
 void VerificationWorker::EnqueueBlock(uint64_t height) {
   auto block = node_->store().GetBlock(height);
   if (!block.ok()) {
-    TM_WARN("verification: cannot read block {}: {}", height, block.status().ToString());
+    // Its results stay in pending/: the next start of this validator finds them.
+    TM_ERROR("verification: cannot read block {}: {}; its results wait for a restart",
+             height, block.status().ToString());
     return;
   }
   if (!block->block.has_value()) return;  // null block
@@ -142,6 +151,8 @@ void VerificationWorker::EnqueueBlock(uint64_t height) {
 void VerificationWorker::Run() {
   std::unique_lock lock(mu_);
   while (true) {
+    // Stopping: the check in progress (on another thread) finishes; nothing new starts.
+    if (stop_) return;
     const int64_t now = clock_->MonotonicMs();
     // Due retries go back to the queue.
     while (!retries_.empty() && retries_.begin()->first <= now) {
@@ -171,11 +182,9 @@ void VerificationWorker::Run() {
       lock.lock();
       continue;
     }
-    if (stop_) return;
     int64_t wake = next_sweep_ms_;
     if (!retries_.empty()) wake = std::min(wake, retries_.begin()->first);
     cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(wake - now, 1)));
-    if (stop_ && queue_.empty() && heights_.empty()) return;
   }
 }
 

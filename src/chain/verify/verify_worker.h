@@ -45,8 +45,8 @@ class VerificationWorker {
                                                            WorkerOptions options,
                                                            MetricsRegistry* metrics);
   ~VerificationWorker();  // Stop()
-  // Lets the checks in progress finish (their votes are still submitted) and joins the
-  // threads. Idempotent.
+  // Lets the checks in progress finish (their votes are still submitted), starts nothing new
+  // (what is left stays in pending/ for the next start) and joins the threads. Idempotent.
   void Stop();
 
   // Results waiting, being checked, or voted but not yet seen committed.
