@@ -288,11 +288,12 @@ HostTensor Honest(World& w, const Expert& e, const HostTensor& x) {
 
 TEST(VerifyTest, ManipulationsAreRejectedAndTheirEdgesBlacklisted) {
   // Keys: 0..8 manipulators caught by re-computation, 9 an honest control, 10 and 11
-  // manipulators caught by the gate's report of the commitment they handed over.
-  auto w = World::Start(12, {kByzantine});
+  // manipulators caught by the gate's report of the commitment they handed over, 12 one that
+  // uploads its outputs after the deadline.
+  auto w = World::Start(13, {kByzantine});
   ASSERT_NE(w, nullptr);
   std::set<crypto::PublicKey> cheats;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 13; ++i) {
     if (i != 9) cheats.insert(w->keys[i].public_key());
   }
   ByzantineVoter byzantine(w.get(), cheats);
@@ -448,6 +449,33 @@ TEST(VerifyTest, ManipulationsAreRejectedAndTheirEdgesBlacklisted) {
                                  w->keys[9], ledger::FreshNonce(), body.Encode())
                       .Encode();
     EXPECT_EQ(report(9, valid).code(), StatusCode::kInvalidArgument);
+  }
+
+  {
+    SCOPED_TRACE("outputs uploaded after the deadline");
+    // The deadline is the ordering block's time plus verify_deadline_ms (1.5 s here): an output
+    // that reaches the store later counts as missing for every validator, whenever it checks.
+    std::vector<std::pair<uint64_t, Bytes>> late;
+    for (int k = 0; k < 3; ++k) {
+      HostTensor xl = Random(rows, 16, 40 + static_cast<uint64_t>(k));
+      Cheat c = forward(File(Honest(*w, w->a, xl)));
+      c.input = File(xl);
+      c.upload_output = false;
+      late.emplace_back(Submit(*w, w->keys[12], c), c.output);
+    }
+    std::this_thread::sleep_for(2500ms);
+    for (const auto& [nonce, output] : late) {
+      EXPECT_TRUE(w->store_client->Put(output, true).ok());
+    }
+    for (const auto& [nonce, output] : late) {
+      auto verdict = w->Verdict(w->keys[12].public_key(), nonce);
+      ASSERT_TRUE(verdict.has_value());
+      EXPECT_EQ(verdict->status, ResultStatus::kRejected);
+      EXPECT_THAT(verdict->reason, ::testing::StartsWith("output-missing"));
+    }
+    EXPECT_TRUE(WaitFor([&] { return w->Reputation(w->keys[12].public_key()).blacklisted; }, 30s));
+    std::cout << "[ info ] outputs uploaded after the deadline: REJECTED, "
+              << w->Verdict(w->keys[12].public_key(), late[0].first)->reason << "\n";
   }
 
   // The byzantine validator changed no verdict; its votes against them are on its record,

@@ -242,6 +242,11 @@ class MapBlobSource final : public BlobSource {
   }
   void Fail(const std::string& cid, Status status) { failures_[Parse(cid)] = std::move(status); }
   void MissingFor(const std::string& cid, int gets) { missing_gets_[Parse(cid)] = gets; }
+  void SetCreated(const std::string& cid, int64_t unix_ms) { created_[Parse(cid)] = unix_ms; }
+  Result<int64_t> CreatedUnixMs(const crypto::Cid& cid) override {
+    auto it = created_.find(cid);
+    return it == created_.end() ? int64_t{0} : it->second;
+  }
   int Gets(const std::string& cid) const {
     auto it = gets_.find(Parse(cid));
     return it == gets_.end() ? 0 : it->second;
@@ -268,6 +273,7 @@ class MapBlobSource final : public BlobSource {
   }
   std::map<crypto::Cid, Bytes> blobs_;
   std::map<crypto::Cid, Status> failures_;
+  std::map<crypto::Cid, int64_t> created_;
   std::map<crypto::Cid, int> missing_gets_;
   std::map<crypto::Cid, int> gets_;
 };
@@ -361,9 +367,10 @@ class VerifierTest : public ::testing::Test {
   }
 
   Result<Outcome> Check(const ledger::ResultRecord& record,
-                        const crypto::Digest& block = CountingDigest(0x40)) {
+                        const crypto::Digest& block = CountingDigest(0x40),
+                        int64_t ordered_unix_ms = 0) {
     ResultVerifier verifier(params_, validator_.get(), &blobs_, options_);
-    return verifier.Verify(record, block);
+    return verifier.Verify(record, block, ordered_unix_ms);
   }
 
   // The rows the verifier samples for `record` in `block`.
@@ -541,6 +548,32 @@ TEST_F(VerifierTest, MissingOutputIsOutputMissingAfterTheDeadline) {
   ASSERT_NO_FATAL_FAILURE(ExpectRejected(outcome, ledger::RejectReason::kOutputMissing));
   EXPECT_GE(elapsed_ms, params_.verify_deadline_ms);
   EXPECT_GT(blobs_.Gets(record.body.output_cid), 1);  // retried meanwhile
+}
+
+// The deadline is anchored to the ordering block's time, so every validator decides alike
+// whenever it checks: a tensor that reached the store after it counts as missing, and one
+// missing once the deadline has passed is missing at once.
+TEST_F(VerifierTest, TheDeadlineIsAnchoredToTheOrderingBlock) {
+  params_.verify_deadline_ms = 1000;
+  const int64_t now = SystemClock::Get()->NowUnixMs();
+  const HostTensor x = Random(16, 21);
+  ledger::ResultRecord record = Record(x, Honest(x));
+  const int64_t ordered = now - 60000;  // a minute ago: a validator catching up
+
+  blobs_.SetCreated(record.body.output_cid, ordered - 5);  // uploaded before ordering
+  ExpectAccepted(Check(record, CountingDigest(0x40), ordered));
+
+  blobs_.SetCreated(record.body.output_cid, ordered + 1500);  // 500 ms after the deadline
+  Result<Outcome> late = Check(record, CountingDigest(0x40), ordered);
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(late, ledger::RejectReason::kOutputMissing));
+  EXPECT_THAT(late->detail, HasSubstr("500 ms after the deadline"));
+
+  ledger::ResultRecord missing = Record(x, Honest(x));
+  missing.body.output_cid = crypto::ComputeCid(AsBytes("never uploaded either")).ToString();
+  const int64_t start_ms = SystemClock::Get()->MonotonicMs();
+  ASSERT_NO_FATAL_FAILURE(ExpectRejected(Check(missing, CountingDigest(0x40), ordered),
+                                         ledger::RejectReason::kOutputMissing));
+  EXPECT_LT(SystemClock::Get()->MonotonicMs() - start_ms, 500);  // no waiting: it is past
 }
 
 TEST_F(VerifierTest, OutputArrivingBeforeTheDeadlineIsVerified) {

@@ -21,6 +21,10 @@ class StoreBlobSource : public BlobSource {
   Result<Bytes> Get(const crypto::Cid& cid, uint64_t bytes_max) override {
     return client_->Get(cid, bytes_max);
   }
+  Result<int64_t> CreatedUnixMs(const crypto::Cid& cid) override {
+    TRUSTMOE_ASSIGN_OR_RETURN(storage::StoredBlob blob, client_->Stat(cid));
+    return blob.created_unix_ms;
+  }
 
  private:
   storage::StoreClient* client_;

@@ -74,12 +74,23 @@ ResultVerifier::ResultVerifier(ledger::ChainParams params, edge::ExpertRuntime* 
 
 Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::string& cid_text,
                                           int64_t deadline_ms, Outcome* rejected,
-                                          uint64_t bytes_max) {
+                                          uint64_t bytes_max, int64_t late_after_unix_ms) {
   if (bytes_max == 0) bytes_max = options_.tensor_bytes_max;
   auto cid = crypto::Cid::Parse(cid_text);
   if (!cid.ok()) return Status::Internal("result holds a bad CID (the ledger checks them)");
   for (;;) {
     auto bytes = blobs_->Get(*cid, bytes_max);
+    if (bytes.ok() && late_after_unix_ms > 0) {
+      auto created = blobs_->CreatedUnixMs(*cid);
+      if (!created.ok()) return created.status().WithContext(std::string("dating ") + std::string(what));
+      if (*created > late_after_unix_ms) {
+        *rejected = Reject(RejectReason::kOutputMissing,
+                           std::string(what) + " " + Short(cid_text) + " reached the store " +
+                               std::to_string(*created - late_after_unix_ms) +
+                               " ms after the deadline");
+        return Status::NotFound("late");
+      }
+    }
     if (bytes.ok()) return bytes;
     const StatusCode code = bytes.status().code();
     if (code == StatusCode::kFailedPrecondition) {
@@ -104,6 +115,13 @@ Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::stri
   }
 }
 
+int64_t ResultVerifier::DeadlineMs(int64_t ordered_unix_ms) const {
+  const int64_t now = clock_->MonotonicMs();
+  if (ordered_unix_ms <= 0) return now + params_.verify_deadline_ms;
+  const int64_t left = ordered_unix_ms + params_.verify_deadline_ms - clock_->NowUnixMs();
+  return now + std::max<int64_t>(left, 0);
+}
+
 Status ResultVerifier::EnsureExpert(const std::string& cid_text) {
   if (runtime_->Holds(cid_text)) return Status::Ok();
   auto cid = crypto::Cid::Parse(cid_text);
@@ -125,17 +143,20 @@ Status ResultVerifier::EnsureExpert(const std::string& cid_text) {
 }
 
 Result<Outcome> ResultVerifier::Verify(const ledger::ResultRecord& record,
-                                       const crypto::Digest& block_digest) {
+                                       const crypto::Digest& block_digest,
+                                       int64_t ordered_unix_ms) {
   const ledger::ExpertResultBody& body = record.body;
   const bool backward = body.kind == ledger::CallKind::kBackward;
   TRUSTMOE_RETURN_IF_ERROR(EnsureExpert(body.expert_cid));
   TRUSTMOE_ASSIGN_OR_RETURN(edge::ExpertSpec spec, runtime_->Spec(body.expert_cid));
 
-  const int64_t deadline = clock_->MonotonicMs() + params_.verify_deadline_ms;
+  const int64_t deadline = DeadlineMs(ordered_unix_ms);
+  const int64_t late_after =
+      ordered_unix_ms > 0 ? ordered_unix_ms + params_.verify_deadline_ms : 0;
   Outcome rejected;
   rejected.verdict = Verdict::kAccepted;
   auto fetch = [&](std::string_view what, const std::string& cid) -> Result<Bytes> {
-    return FetchTensor(what, cid, deadline, &rejected);
+    return FetchTensor(what, cid, deadline, &rejected, 0, late_after);
   };
   auto input_bytes = fetch("input", body.input_cid);
   if (!input_bytes.ok()) {
@@ -311,18 +332,22 @@ bool UpdateSelected(const crypto::Digest& block_digest, const crypto::PublicKey&
 
 Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
                                              const crypto::Digest& block_digest,
-                                             const std::vector<ledger::ResultRecord>& sources) {
+                                             const std::vector<ledger::ResultRecord>& sources,
+                                             int64_t ordered_unix_ms) {
   const ledger::ExpertUpdatedBody& body = record.body;
   TRUSTMOE_RETURN_IF_ERROR(EnsureExpert(body.parent_cid));
   TRUSTMOE_ASSIGN_OR_RETURN(edge::ExpertSpec spec, runtime_->Spec(body.parent_cid));
-  const int64_t deadline = clock_->MonotonicMs() + params_.verify_deadline_ms;
+  const int64_t deadline = DeadlineMs(ordered_unix_ms);
+  const int64_t late_after =
+      ordered_unix_ms > 0 ? ordered_unix_ms + params_.verify_deadline_ms : 0;
   Outcome rejected;
   rejected.verdict = Verdict::kAccepted;
   auto fetch = [&](std::string_view what, const std::string& cid) -> Result<Bytes> {
     // Weights and optimizer states are as large as experts.
     const bool weights = !what.starts_with("source");
     return FetchTensor(what, cid, deadline, &rejected,
-                       weights ? options_.expert_bytes_max : options_.tensor_bytes_max);
+                       weights ? options_.expert_bytes_max : options_.tensor_bytes_max,
+                       weights ? late_after : 0);
   };
 #define TRUSTMOE_FETCH_OR_VERDICT(var, what, cid)               \
   auto var = fetch(what, cid);                                  \

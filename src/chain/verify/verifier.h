@@ -33,6 +33,12 @@ class BlobSource {
  public:
   virtual ~BlobSource() = default;
   virtual Result<Bytes> Get(const crypto::Cid& cid, uint64_t bytes_max) = 0;
+  // When the store first received the blob (its clock, Unix ms); 0 when unknown (then no
+  // lateness check is made).
+  virtual Result<int64_t> CreatedUnixMs(const crypto::Cid& cid) {
+    (void)cid;
+    return int64_t{0};
+  }
 };
 
 struct VerifierOptions {
@@ -68,10 +74,16 @@ class ResultVerifier {
   ResultVerifier(ledger::ChainParams params, edge::ExpertRuntime* runtime, BlobSource* blobs,
                  VerifierOptions options);
 
-  // Checks `record`, ordered in the block with digest `block_digest`. The result tensors are
-  // retried until params.verify_deadline_ms has passed since the first attempt. Unavailable /
-  // Internal (retry later) as said above.
-  Result<Outcome> Verify(const ledger::ResultRecord& record, const crypto::Digest& block_digest);
+  // Checks `record`, ordered in the block with digest `block_digest` and time
+  // `ordered_unix_ms`. The deadline for the result's tensors is anchored to the chain:
+  // ordered_unix_ms + params.verify_deadline_ms. A tensor missing from the store is retried
+  // until then, and one the store received after it counts as missing too. So every
+  // validator reaches the same verdict whenever it checks, and an edge cannot split the
+  // votes by uploading late. With ordered_unix_ms 0 (tests, benchmarks) the deadline runs
+  // from the first attempt and lateness is not checked. Unavailable / Internal (retry later)
+  // as said above.
+  Result<Outcome> Verify(const ledger::ResultRecord& record, const crypto::Digest& block_digest,
+                         int64_t ordered_unix_ms = 0);
 
   // Checks an expert update ordered in block `block_digest`; `sources` are the backward
   // results it names, read from the ledger by the caller, in its order. Always: the child (and
@@ -82,7 +94,8 @@ class ResultVerifier {
   // and the optimizer state within params.tolerance_update_ppm. Errors as Verify.
   Result<Outcome> VerifyUpdate(const ledger::UpdateRecord& record,
                                const crypto::Digest& block_digest,
-                               const std::vector<ledger::ResultRecord>& sources);
+                               const std::vector<ledger::ResultRecord>& sources,
+                               int64_t ordered_unix_ms = 0);
 
  private:
   // The bytes of a result tensor, retried until `deadline_ms` (monotonic) while the store says
@@ -90,7 +103,10 @@ class ResultVerifier {
   // limit); otherwise an error means no verdict yet.
   // `bytes_max` 0: options.tensor_bytes_max.
   Result<Bytes> FetchTensor(std::string_view what, const std::string& cid, int64_t deadline_ms,
-                            Outcome* rejected, uint64_t bytes_max = 0);
+                            Outcome* rejected, uint64_t bytes_max = 0,
+                            int64_t late_after_unix_ms = 0);
+  // The monotonic deadline for a record ordered at `ordered_unix_ms` (0: from now).
+  int64_t DeadlineMs(int64_t ordered_unix_ms) const;
   Status EnsureExpert(const std::string& cid);
 
   ledger::ChainParams params_;

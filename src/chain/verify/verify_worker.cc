@@ -263,10 +263,11 @@ void VerificationWorker::Check(Item item) {
     return;
   }
 
+  const int64_t ordered_time = block->block.has_value() ? block->block->header.time_unix_ms : 0;
   const auto start = std::chrono::steady_clock::now();
   Result<Outcome> outcome = Status::Internal("unset");
   if (result.has_value()) {
-    outcome = verifier_->Verify(*result, block->digest);
+    outcome = verifier_->Verify(*result, block->digest, ordered_time);
   } else {
     std::vector<ledger::ResultRecord> sources;
     for (uint64_t nonce : update->body.sources) {
@@ -282,7 +283,7 @@ void VerificationWorker::Check(Item item) {
       }
       sources.push_back(std::move(source).value());
     }
-    outcome = verifier_->VerifyUpdate(*update, block->digest, sources);
+    outcome = verifier_->VerifyUpdate(*update, block->digest, sources, ordered_time);
   }
   check_seconds_->Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
