@@ -247,13 +247,14 @@ Status EdgeNode::CheckPublished(const std::string& cid_text) {
     if (published_.count(cid_text) > 0) return Status::Ok();
   }
   TRUSTMOE_RETURN_IF_ERROR(ledger::CheckCidSyntax(cid_text).WithContext("expert_cid"));
-  const std::string key = ledger::ExpertKey(cid_text);
-  auto page = chain_->ScanState(key, "", 1);
-  if (!page.ok()) {
+  // f + 1 validators must agree: no f byzantine ones can make this edge run an unpublished
+  // expert (a fault against it).
+  auto published = chain_->KeyPresentOnQuorum(ledger::ExpertKey(cid_text), genesis_.f + 1);
+  if (!published.ok()) {
     return Status::Unavailable("cannot ask the chain whether expert " + cid_text +
-                               " is published: " + page.status().ToString());
+                               " is published: " + published.status().ToString());
   }
-  if (page->entries.empty() || page->entries.front().first != key) {
+  if (!*published) {
     // The chain rejects (and counts as a fault) a result for an unpublished expert.
     return Status::FailedPrecondition("expert " + cid_text +
                                       " is not published on the ledger; a researcher publishes "

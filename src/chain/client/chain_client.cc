@@ -798,34 +798,61 @@ Result<std::vector<ledger::ModelRecord>> ChainClient::ListModels(const std::stri
       });
 }
 
+Result<ScanPage> ChainClient::ScanStateOn(Endpoint& endpoint, const std::string& prefix,
+                                           const std::string& start_after, uint32_t limit) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, options_.rpc_timeout_ms);
+  v1::ScanStateRequest request;
+  request.set_prefix(prefix);
+  request.set_start_after(start_after);
+  request.set_limit(limit);
+  v1::ScanStateResponse response;
+  grpc::Status status = endpoint.stub->ScanState(&ctx, request, &response);
+  if (!status.ok()) return net::FromGrpcStatus(status);
+  if (static_cast<uint32_t>(response.entries_size()) > limit) {
+    return Status::DataLoss("answered more state entries than asked for");
+  }
+  ScanPage page;
+  page.height = response.height();
+  for (const v1::StateEntry& e : response.entries()) {
+    if (e.key().compare(0, prefix.size(), prefix) != 0) {
+      return Status::DataLoss("answered a state key outside the prefix");
+    }
+    page.entries.emplace_back(e.key(), Bytes(e.value().begin(), e.value().end()));
+  }
+  return page;
+}
+
 Result<ScanPage> ChainClient::ScanState(const std::string& prefix, const std::string& start_after,
                                          uint32_t limit) {
   if (limit == 0 || limit > kListLimitMax) {
     return Status::InvalidArgument("scan limit must be 1 to " + std::to_string(kListLimitMax));
   }
   return WithFailover<ScanPage>(Retry::kReads, [&](Endpoint& endpoint) -> Result<ScanPage> {
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, options_.rpc_timeout_ms);
-    v1::ScanStateRequest request;
-    request.set_prefix(prefix);
-    request.set_start_after(start_after);
-    request.set_limit(limit);
-    v1::ScanStateResponse response;
-    grpc::Status status = endpoint.stub->ScanState(&ctx, request, &response);
-    if (!status.ok()) return net::FromGrpcStatus(status);
-    if (static_cast<uint32_t>(response.entries_size()) > limit) {
-      return Status::DataLoss("answered more state entries than asked for");
-    }
-    ScanPage page;
-    page.height = response.height();
-    for (const v1::StateEntry& e : response.entries()) {
-      if (e.key().compare(0, prefix.size(), prefix) != 0) {
-        return Status::DataLoss("answered a state key outside the prefix");
-      }
-      page.entries.emplace_back(e.key(), Bytes(e.value().begin(), e.value().end()));
-    }
-    return page;
+    return ScanStateOn(endpoint, prefix, start_after, limit);
   });
+}
+
+Result<bool> ChainClient::KeyPresentOnQuorum(const std::string& key, uint32_t agreeing) {
+  if (agreeing == 0 || agreeing > endpoints_.size()) {
+    return Status::InvalidArgument("cannot ask " + std::to_string(agreeing) + " of " +
+                                   std::to_string(endpoints_.size()) + " validators");
+  }
+  uint32_t present = 0, absent = 0;
+  std::string errors;
+  for (auto& endpoint : endpoints_) {
+    auto page = ScanStateOn(*endpoint, key, "", 1);
+    if (!page.ok()) {
+      errors += " " + endpoint->address + ": " + page.status().ToString() + ";";
+      continue;
+    }
+    const bool here = !page->entries.empty() && page->entries.front().first == key;
+    if (++(here ? present : absent) >= agreeing) return here;
+  }
+  return Status::Unavailable("fewer than " + std::to_string(agreeing) +
+                             " validators agree on state key " + key + " (" +
+                             std::to_string(present) + " have it, " + std::to_string(absent) +
+                             " do not;" + errors + ")");
 }
 
 Result<std::optional<NodeEntry>> ChainClient::GetNode(const crypto::PublicKey& key) {

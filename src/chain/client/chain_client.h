@@ -154,6 +154,10 @@ class ChainClient {
   // Raw state under `prefix` (reported, not proven), at most `limit` (1..1000) entries.
   Result<ScanPage> ScanState(const std::string& prefix, const std::string& start_after,
                              uint32_t limit);
+  // Whether state key `key` exists, as `agreeing` validators report alike (f + 1 of them
+  // include an honest one, so no f byzantine validators decide it). Asks validators in turn;
+  // Unavailable when too few answer alike.
+  Result<bool> KeyPresentOnQuorum(const std::string& key, uint32_t agreeing);
   // The registry entry and reputation of `key` as a validator reports them; nullopt when the
   // key is not registered.
   Result<std::optional<NodeEntry>> GetNode(const crypto::PublicKey& key);
@@ -192,6 +196,8 @@ class ChainClient {
   template <typename T>
   Result<T> WithFailover(Retry retry, const std::function<Result<T>(Endpoint&)>& call);
   Result<SubmitResult> SubmitTo(Endpoint& endpoint, ByteSpan tx, bool wait);
+  Result<ScanPage> ScanStateOn(Endpoint& endpoint, const std::string& prefix,
+                               const std::string& start_after, uint32_t limit);
   Status WatchFrom(Endpoint& endpoint, uint64_t* next_height, ledger::Digest* prev_digest,
                    const BlockCallback& callback, bool* stopped);
   struct VerdictProgress;
