@@ -124,6 +124,9 @@ int64_t ResultVerifier::DeadlineMs(int64_t ordered_unix_ms) const {
 
 Status ResultVerifier::EnsureExpert(const std::string& cid_text) {
   if (runtime_->Holds(cid_text)) return Status::Ok();
+  // One load at a time: two checks of results on one expert download it once.
+  std::lock_guard lock(load_mu_);
+  if (runtime_->Holds(cid_text)) return Status::Ok();
   auto cid = crypto::Cid::Parse(cid_text);
   if (!cid.ok()) return Status::Internal("result holds a bad expert CID");
   auto bytes = blobs_->Get(*cid, options_.expert_bytes_max);

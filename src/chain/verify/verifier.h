@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "chain/ledger/genesis.h"
@@ -110,6 +111,7 @@ class ResultVerifier {
   Status EnsureExpert(const std::string& cid);
 
   ledger::ChainParams params_;
+  std::mutex load_mu_;  // expert loads
   edge::ExpertRuntime* runtime_;
   BlobSource* blobs_;
   VerifierOptions options_;
