@@ -110,18 +110,10 @@ Result<ExpertResultBody> ExpertResultBody::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.grad_output_cid, r.Str(kCidBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.output_cid, r.Str(kCidBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(out.rows, r.U64());
-  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t dtype, r.U8());
-  if (dtype < 1 || dtype > 3) {
-    return Status::InvalidArgument("expert-result: unknown compute dtype " +
-                                   std::to_string(dtype));
-  }
-  out.dtype = static_cast<ComputeDType>(dtype);
+  TRUSTMOE_ASSIGN_OR_RETURN(out.dtype, ReadComputeDType(&r, "expert-result"));
   TRUSTMOE_ASSIGN_OR_RETURN(out.device, r.Str(kDeviceBytesMax));
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
-  if (out.device.empty() ||
-      out.device.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789:") != std::string::npos) {
-    return Status::InvalidArgument("expert-result: device must be 1..32 of [a-z0-9:]");
-  }
+  TRUSTMOE_RETURN_IF_ERROR(CheckDevice(out.device, "expert-result"));
   if (out.job.empty()) return Status::InvalidArgument("expert-result: empty job");
   TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.expert_cid).WithContext("expert-result expert"));
   TRUSTMOE_RETURN_IF_ERROR(CheckCidSyntax(out.input_cid).WithContext("expert-result input"));
@@ -140,11 +132,8 @@ Bytes ResultRecord::Encode() const {
   crypto::CanonicalWriter w(kResultRecordDomain);
   w.Blob(edge.bytes())
       .U64(nonce)
-      .Blob(body.Encode())
-      .U64(height)
-      .U8(static_cast<uint8_t>(status))
-      .Str(reason)
-      .U64(verdict_height);
+      .Blob(body.Encode());
+  WriteVerdictFields({height, status, reason, verdict_height}, &w);
   return w.Take();
 }
 
@@ -156,16 +145,47 @@ Result<ResultRecord> ResultRecord::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.nonce, r.U64());
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes body, r.Blob(4096));
   TRUSTMOE_ASSIGN_OR_RETURN(out.body, ExpertResultBody::Decode(body));
-  TRUSTMOE_ASSIGN_OR_RETURN(out.height, r.U64());
-  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t status, r.U8());
-  if (status > static_cast<uint8_t>(ResultStatus::kRejected)) {
-    return Status::DataLoss("result record: unknown status " + std::to_string(status));
-  }
-  out.status = static_cast<ResultStatus>(status);
-  TRUSTMOE_ASSIGN_OR_RETURN(out.reason, r.Str(kReasonBytesMax));
-  TRUSTMOE_ASSIGN_OR_RETURN(out.verdict_height, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(VerdictFields v, ReadVerdictFields(&r, "result record"));
+  out.height = v.height;
+  out.status = v.status;
+  out.reason = std::move(v.reason);
+  out.verdict_height = v.verdict_height;
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;
+}
+
+void WriteVerdictFields(const VerdictFields& f, crypto::CanonicalWriter* w) {
+  w->U64(f.height).U8(static_cast<uint8_t>(f.status)).Str(f.reason).U64(f.verdict_height);
+}
+
+Result<VerdictFields> ReadVerdictFields(crypto::CanonicalReader* r, std::string_view what) {
+  VerdictFields f;
+  TRUSTMOE_ASSIGN_OR_RETURN(f.height, r->U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t status, r->U8());
+  if (status > static_cast<uint8_t>(ResultStatus::kRejected)) {
+    return Status::DataLoss(std::string(what) + ": unknown status " + std::to_string(status));
+  }
+  f.status = static_cast<ResultStatus>(status);
+  TRUSTMOE_ASSIGN_OR_RETURN(f.reason, r->Str(kReasonBytesMax));
+  TRUSTMOE_ASSIGN_OR_RETURN(f.verdict_height, r->U64());
+  return f;
+}
+
+Result<ComputeDType> ReadComputeDType(crypto::CanonicalReader* r, std::string_view what) {
+  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t dtype, r->U8());
+  if (dtype < 1 || dtype > 3) {
+    return Status::InvalidArgument(std::string(what) + ": unknown compute dtype " +
+                                   std::to_string(dtype));
+  }
+  return static_cast<ComputeDType>(dtype);
+}
+
+Status CheckDevice(std::string_view device, std::string_view what) {
+  if (device.empty() || device.size() > kDeviceBytesMax ||
+      device.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789:") != std::string::npos) {
+    return Status::InvalidArgument(std::string(what) + ": device must be 1..32 of [a-z0-9:]");
+  }
+  return Status::Ok();
 }
 
 std::string ResultKey(const crypto::PublicKey& edge, uint64_t nonce) {

@@ -14,6 +14,7 @@
 #include "chain/ledger/tx.h"
 #include "common/bytes.h"
 #include "common/status.h"
+#include "crypto/canonical.h"
 
 namespace trustmoe::ledger {
 
@@ -72,6 +73,23 @@ struct ResultRecord {
   Bytes Encode() const;
   static Result<ResultRecord> Decode(ByteSpan bytes);
 };
+
+// The verdict fields every verified record (results, updates) ends with:
+// u64 height, u8 status, str reason (<= 512), u64 verdict_height.
+struct VerdictFields {
+  uint64_t height = 0;
+  ResultStatus status = ResultStatus::kPending;
+  std::string reason;
+  uint64_t verdict_height = 0;
+};
+void WriteVerdictFields(const VerdictFields& fields, crypto::CanonicalWriter* w);
+// DataLoss on an unknown status.
+Result<VerdictFields> ReadVerdictFields(crypto::CanonicalReader* r, std::string_view what);
+
+// The dtype byte and device string of a commitment (`what` prefixes errors): InvalidArgument
+// unless the dtype is known and the device is 1..kDeviceBytesMax bytes of [a-z0-9:].
+Result<ComputeDType> ReadComputeDType(crypto::CanonicalReader* r, std::string_view what);
+Status CheckDevice(std::string_view device, std::string_view what);
 
 std::string ResultKey(const crypto::PublicKey& edge, uint64_t nonce);
 // "pending/<edge hex>/<nonce hex>": present while the result awaits its verdict, so that a

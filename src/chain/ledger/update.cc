@@ -12,7 +12,6 @@ namespace {
 
 constexpr std::string_view kUpdateDomain = "trustmoe/tx/expert-updated/v1";
 constexpr std::string_view kUpdateRecordDomain = "trustmoe/state/update/v1";
-constexpr uint32_t kReasonBytesMax = 512;
 
 std::string NonceHex(uint64_t nonce) {
   char buf[17];
@@ -140,11 +139,7 @@ Result<ExpertUpdatedBody> ExpertUpdatedBody::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.optimizer.beta2, ReadDouble(&r, "beta2"));
   TRUSTMOE_ASSIGN_OR_RETURN(out.optimizer.eps, ReadDouble(&r, "eps"));
   TRUSTMOE_ASSIGN_OR_RETURN(out.optimizer.weight_decay, ReadDouble(&r, "weight_decay"));
-  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t dtype, r.U8());
-  if (dtype < 1 || dtype > 3) {
-    return Status::InvalidArgument("expert-updated: unknown compute dtype " + std::to_string(dtype));
-  }
-  out.dtype = static_cast<ComputeDType>(dtype);
+  TRUSTMOE_ASSIGN_OR_RETURN(out.dtype, ReadComputeDType(&r, "expert-updated"));
   TRUSTMOE_ASSIGN_OR_RETURN(out.device, r.Str(kDeviceBytesMax));
   TRUSTMOE_ASSIGN_OR_RETURN(uint32_t count, r.U32());
   if (count == 0 || count > kUpdateSourcesMax) {
@@ -186,10 +181,7 @@ Result<ExpertUpdatedBody> ExpertUpdatedBody::Decode(ByteSpan bytes) {
     TRUSTMOE_RETURN_IF_ERROR(
         CheckCidSyntax(out.child_state_cid).WithContext("expert-updated child state"));
   }
-  if (out.device.empty() ||
-      out.device.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789:") != std::string::npos) {
-    return Status::InvalidArgument("expert-updated: device must be 1..32 of [a-z0-9:]");
-  }
+  TRUSTMOE_RETURN_IF_ERROR(CheckDevice(out.device, "expert-updated"));
   return out;
 }
 
@@ -197,11 +189,8 @@ Bytes UpdateRecord::Encode() const {
   crypto::CanonicalWriter w(kUpdateRecordDomain);
   w.Blob(edge.bytes())
       .U64(nonce)
-      .Blob(body.Encode())
-      .U64(height)
-      .U8(static_cast<uint8_t>(status))
-      .Str(reason)
-      .U64(verdict_height);
+      .Blob(body.Encode());
+  WriteVerdictFields({height, status, reason, verdict_height}, &w);
   return w.Take();
 }
 
@@ -213,14 +202,11 @@ Result<UpdateRecord> UpdateRecord::Decode(ByteSpan bytes) {
   TRUSTMOE_ASSIGN_OR_RETURN(out.nonce, r.U64());
   TRUSTMOE_ASSIGN_OR_RETURN(Bytes body, r.Blob(64 * 1024));
   TRUSTMOE_ASSIGN_OR_RETURN(out.body, ExpertUpdatedBody::Decode(body));
-  TRUSTMOE_ASSIGN_OR_RETURN(out.height, r.U64());
-  TRUSTMOE_ASSIGN_OR_RETURN(uint8_t status, r.U8());
-  if (status > static_cast<uint8_t>(ResultStatus::kRejected)) {
-    return Status::DataLoss("update record: unknown status " + std::to_string(status));
-  }
-  out.status = static_cast<ResultStatus>(status);
-  TRUSTMOE_ASSIGN_OR_RETURN(out.reason, r.Str(kReasonBytesMax));
-  TRUSTMOE_ASSIGN_OR_RETURN(out.verdict_height, r.U64());
+  TRUSTMOE_ASSIGN_OR_RETURN(VerdictFields v, ReadVerdictFields(&r, "update record"));
+  out.height = v.height;
+  out.status = v.status;
+  out.reason = std::move(v.reason);
+  out.verdict_height = v.verdict_height;
   TRUSTMOE_RETURN_IF_ERROR(r.ExpectEnd());
   return out;
 }
