@@ -8,7 +8,8 @@ TRUSTMOE_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libcpp-httplib-dev libsystemd-dev
   systemd curl
-  libtorch-dev
+  libtorch-dev zlib1g-dev
+  dataset-fashion-mnist
   python3-numpy python3-torch
 )
 
