@@ -207,7 +207,17 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
     if (reading_) return;
     while (!finished_ && !writing_) {
       if (end_requested_) {
-        FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+        if (cancelled_) {
+          FinishLocked(grpc::Status::CANCELLED);
+        } else if (filter_.to_height != 0) {
+          // A bounded stream cut short must not look complete: the client resumes elsewhere.
+          FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    "validator shutting down before block " +
+                                        std::to_string(filter_.to_height) +
+                                        ": resume from block " + std::to_string(next_height_)));
+        } else {
+          FinishLocked(grpc::Status::OK);
+        }
         return;
       }
       Status read;
@@ -287,6 +297,7 @@ ChainService::ChainService(Node* node, ChainServiceOptions options, MetricsRegis
     : node_(node), options_(options), metrics_(metrics) {
   watch_gauge_ = metrics->GetGauge("trustmoe_validator_watch_streams",
                                    "Open WatchBlocks and WatchVerdicts streams");
+  pump_thread_ = std::thread([this] { PumpLoop(); });
   node_->AddCommitListener([this](uint64_t height) { OnCommit(height); });
 }
 
@@ -628,9 +639,25 @@ std::vector<ChainService::Watch*> ChainService::RefWatches() {
 }
 
 void ChainService::OnCommit(uint64_t) {
-  for (Watch* w : RefWatches()) {
-    w->Pump();
-    w->Unref();
+  {
+    std::lock_guard lock(pump_mu_);
+    pump_due_ = true;
+  }
+  pump_cv_.notify_one();
+}
+
+void ChainService::PumpLoop() {
+  std::unique_lock lock(pump_mu_);
+  while (true) {
+    pump_cv_.wait(lock, [this] { return pump_due_ || pump_stop_; });
+    if (pump_stop_) return;
+    pump_due_ = false;
+    lock.unlock();
+    for (Watch* w : RefWatches()) {
+      w->Pump();
+      w->Unref();
+    }
+    lock.lock();
   }
 }
 
@@ -639,6 +666,12 @@ void ChainService::Shutdown() {
     std::lock_guard lock(mu_);
     shut_down_ = true;
   }
+  {
+    std::lock_guard lock(pump_mu_);
+    pump_stop_ = true;
+  }
+  pump_cv_.notify_all();
+  if (pump_thread_.joinable()) pump_thread_.join();
   for (Watch* w : RefWatches()) {
     w->End();
     w->Unref();

@@ -11,9 +11,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "chain/validator/node.h"
@@ -117,6 +119,15 @@ class ChainService final : public v1::ChainService::CallbackService {
   std::mutex mu_;
   bool shut_down_ = false;
   std::set<Watch*> watches_;
+
+  // Commits wake this thread, which pumps the watch streams: their ledger reads never run on
+  // the consensus thread (the commit listener only sets a flag).
+  void PumpLoop();
+  std::mutex pump_mu_;
+  std::condition_variable pump_cv_;
+  bool pump_due_ = false;
+  bool pump_stop_ = false;
+  std::thread pump_thread_;
 };
 
 // Fills `info` from a committed transaction with its proof.
