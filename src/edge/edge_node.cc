@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <thread>
 
 #include "common/files.h"
 #include "common/log.h"
@@ -417,6 +418,150 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
   requests_total_->Inc();
   rows_total_->Inc(static_cast<double>(y.rows));
   call_seconds_->Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  return result;
+}
+
+Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
+  const uint32_t in_flight = in_flight_.fetch_add(1) + 1;
+  struct Leave {
+    std::atomic<uint32_t>& n;
+    Gauge* g;
+    ~Leave() { g->Set(static_cast<double>(--n)); }
+  } leave{in_flight_, in_flight_gauge_};
+  in_flight_gauge_->Set(static_cast<double>(in_flight));
+  TRUSTMOE_RETURN_IF_ERROR(Admit());
+  if (in_flight > config_.concurrent_requests_max) {
+    return Status::ResourceExhausted("this edge is at concurrent_requests_max: retry later");
+  }
+  // The request as the chain will see it: the same checks as the transaction's decoding.
+  ledger::ExpertUpdatedBody body;
+  body.job = req.job;
+  body.step = req.step;
+  body.parent_cid = req.parent_cid;
+  body.optimizer = req.optimizer;
+  body.dtype = ledger::ComputeDType::kF32;  // training copies are f32 (runtime.h)
+  body.device = config_.device;
+  body.sources = req.sources;
+  // Placeholders that pass the body's syntax checks; the real values are filled in below.
+  body.child_cid = "sha256-tree:" + std::string(64, '0');
+  body.child_state_cid = req.optimizer.stateful() ? body.child_cid : "";
+  if (auto checked = ledger::ExpertUpdatedBody::Decode(body.Encode()); !checked.ok()) {
+    return checked.status();
+  }
+  TRUSTMOE_RETURN_IF_ERROR(CheckPublished(req.parent_cid));
+
+  // The parent's optimizer state: the child state of the update that made it, if any.
+  auto lineage = chain_->KeyPresentOnQuorum(ledger::LineageKey(req.parent_cid), genesis_.f + 1);
+  if (!lineage.ok()) return lineage.status().WithContext("reading the parent's lineage");
+  Bytes parent_state;
+  if (*lineage) {
+    auto page = chain_->ScanState(ledger::LineageKey(req.parent_cid), "", 1);
+    if (!page.ok() || page->entries.empty()) {
+      return Status::Unavailable("reading the parent's lineage: " + page.status().ToString());
+    }
+    const std::string update_key(page->entries[0].second.begin(), page->entries[0].second.end());
+    auto parent_update = chain_->ScanState(update_key, "", 1);
+    if (!parent_update.ok() || parent_update->entries.empty()) {
+      return Status::Unavailable("reading the parent's update " + update_key);
+    }
+    auto record = ledger::UpdateRecord::Decode(parent_update->entries[0].second);
+    if (!record.ok()) return record.status().WithContext("the parent's update record");
+    body.parent_state_cid = record->body.child_state_cid;
+    if (!body.parent_state_cid.empty()) {
+      TRUSTMOE_ASSIGN_OR_RETURN(crypto::Cid state_cid, crypto::Cid::Parse(body.parent_state_cid));
+      auto state = store_->Get(state_cid, 16ull << 30);
+      if (!state.ok()) return state.status().WithContext("fetching the parent's optimizer state");
+      parent_state = std::move(state).value();
+    }
+  }
+
+  // The sources: committed backward results of this edge on the parent.
+  std::vector<ledger::ResultRecord> sources;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.submit_timeout_ms);
+  for (uint64_t nonce : req.sources) {
+    const std::string key = ledger::ResultKey(key_.public_key(), nonce);
+    for (;;) {
+      auto page = chain_->ScanState(key, "", 1);
+      if (page.ok() && !page->entries.empty() && page->entries[0].first == key) {
+        auto record = ledger::ResultRecord::Decode(page->entries[0].second);
+        if (!record.ok()) return record.status().WithContext(key);
+        if (record->body.kind != ledger::CallKind::kBackward ||
+            record->body.expert_cid != req.parent_cid) {
+          return Status::InvalidArgument("source " + key + " is not a backward result on the parent");
+        }
+        sources.push_back(std::move(record).value());
+        break;
+      }
+      if (Clock::now() > deadline) {
+        return Status::Unavailable("source " + key + " is not on the chain after " +
+                                   std::to_string(config_.submit_timeout_ms) +
+                                   " ms: call Update again once it is committed");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  // The step, on a training copy of the parent.
+  TRUSTMOE_RETURN_IF_ERROR(EnsureLoaded(req.parent_cid).status());
+  const std::string train_key = "update/" + req.job + "/" + std::to_string(ledger::FreshNonce());
+  TRUSTMOE_RETURN_IF_ERROR(runtime_->Clone(req.parent_cid, train_key));
+  struct Unload {
+    ExpertRuntime* rt;
+    std::string key;
+    ~Unload() { (void)rt->Unload(key); }
+  } unload{runtime_.get(), train_key};
+  if (!parent_state.empty()) {
+    TRUSTMOE_RETURN_IF_ERROR(runtime_->ImportOptimizerState(train_key, parent_state));
+  }
+  for (const ledger::ResultRecord& source : sources) {
+    Bytes files[2];
+    const std::string* cids[2] = {&source.body.input_cid, &source.body.grad_output_cid};
+    for (int i = 0; i < 2; ++i) {
+      TRUSTMOE_ASSIGN_OR_RETURN(crypto::Cid cid, crypto::Cid::Parse(*cids[i]));
+      auto blob = store_->Get(cid, config_.tensor_bytes_max);
+      if (!blob.ok()) return blob.status().WithContext("fetching a source tensor");
+      files[i] = std::move(blob).value();
+    }
+    TRUSTMOE_ASSIGN_OR_RETURN(HostTensor x, ReadActivations(files[0], 0, config_.rows_per_request_max));
+    TRUSTMOE_ASSIGN_OR_RETURN(HostTensor g, ReadActivations(files[1], 0, config_.rows_per_request_max));
+    TRUSTMOE_RETURN_IF_ERROR(runtime_->Backward(train_key, x, g, false, true).status());
+  }
+  OptimizerSpec opt;
+  opt.kind = req.optimizer.kind == ledger::OptimizerKind::kAdam ? OptimizerKind::kAdam
+                                                                 : OptimizerKind::kSgd;
+  opt.lr = req.optimizer.lr;
+  opt.momentum = req.optimizer.momentum;
+  opt.beta1 = req.optimizer.beta1;
+  opt.beta2 = req.optimizer.beta2;
+  opt.eps = req.optimizer.eps;
+  opt.weight_decay = req.optimizer.weight_decay;
+  TRUSTMOE_RETURN_IF_ERROR(runtime_->Step(train_key, opt));
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes child, runtime_->Export(train_key, DType::kF32));
+  Bytes state;
+  if (req.optimizer.stateful()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(state, runtime_->ExportOptimizerState(train_key));
+  }
+
+  UpdateResult result;
+  result.child_cid = crypto::ComputeCidParallel(child, HashThreads(child.size())).ToString();
+  result.child_state_cid = state.empty() ? "" : crypto::ComputeCid(state).ToString();
+  body.child_cid = result.child_cid;
+  body.child_state_cid = result.child_state_cid;
+  body.child_size = child.size();
+  ledger::Tx tx = ledger::MakeTx(genesis_.chain_id, ledger::TxType::kExpertUpdated, key_,
+                                 ledger::FreshNonce(), body.Encode());
+  result.update_tx = tx.Encode();
+  result.update_id = pbft::ComputeTxId(result.update_tx);
+  OutboxEntry entry;
+  entry.tx = result.update_tx;
+  entry.blobs.push_back(std::move(child));
+  if (!state.empty()) entry.blobs.push_back(std::move(state));
+  auto seq = outbox_->Append(std::move(entry));
+  if (!seq.ok()) return seq.status().WithContext("committing the update");
+  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
+  cv_.notify_all();
+  TM_INFO("update of {} (job '{}' step {}): child {} from {} source(s)", req.parent_cid, req.job,
+          req.step, result.child_cid, req.sources.size());
   return result;
 }
 

@@ -22,6 +22,7 @@
 #include "chain/client/chain_client.h"
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/result.h"
+#include "chain/ledger/update.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "crypto/ed25519.h"
@@ -40,6 +41,22 @@ struct CallRequest {
   std::string expert_cid;
   Bytes input;        // activations file x
   Bytes grad_output;  // backward: activations file of dL/dy
+};
+
+// One optimizer step (EdgeService.Update).
+struct UpdateRequest {
+  std::string job;
+  uint64_t step = 0;
+  std::string parent_cid;
+  std::vector<uint64_t> sources;  // this edge's backward results on the parent
+  ledger::OptimizerParams optimizer;
+};
+
+struct UpdateResult {
+  std::string child_cid;
+  std::string child_state_cid;
+  Bytes update_tx;
+  ledger::TxId update_id{};
 };
 
 struct CallResult {
@@ -103,6 +120,14 @@ class EdgeNode {
   bool WaitCallsDone(int64_t timeout_ms);
 
   Result<CallResult> Call(const CallRequest& request);
+  // Applies one optimizer step to `parent_cid` (published) from the listed backward results of
+  // this edge on it, which must be committed (waited for up to submit_timeout_ms). The parent's
+  // optimizer state is the one the chain recorded with it. Child weights (f32) and optimizer
+  // state are uploaded and an ExpertUpdated transaction signed and committed, through the
+  // outbox like results. InvalidArgument for a bad request or a source that is not a backward
+  // result on the parent; FailedPrecondition for an unpublished parent; Unavailable when the
+  // chain or store cannot be reached or a source is not committed in time.
+  Result<UpdateResult> Update(const UpdateRequest& request);
 
   EdgeStatus status() const;
   EdgeInfo Info() const;

@@ -47,6 +47,40 @@ grpc::Status EdgeService::Backward(grpc::ServerContext*, const v1::BackwardReque
   return Run(call, response);
 }
 
+grpc::Status EdgeService::Update(grpc::ServerContext*, const v1::UpdateRequest* request,
+                                 v1::UpdateResponse* response) {
+  UpdateRequest update;
+  update.job = request->job();
+  update.step = request->step();
+  update.parent_cid = request->parent_cid();
+  update.sources.assign(request->sources().begin(), request->sources().end());
+  const v1::OptimizerParams& o = request->optimizer();
+  if (o.kind() == "sgd") {
+    update.optimizer.kind = ledger::OptimizerKind::kSgd;
+  } else if (o.kind() == "adam") {
+    update.optimizer.kind = ledger::OptimizerKind::kAdam;
+  } else {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "optimizer.kind must be sgd or adam, got '" + o.kind().substr(0, 32) + "'");
+  }
+  update.optimizer.lr = o.lr();
+  update.optimizer.momentum = o.momentum();
+  update.optimizer.beta1 = o.beta1() == 0 ? 0.9 : o.beta1();
+  update.optimizer.beta2 = o.beta2() == 0 ? 0.999 : o.beta2();
+  update.optimizer.eps = o.eps() == 0 ? 1e-8 : o.eps();
+  update.optimizer.weight_decay = o.weight_decay();
+  auto result = node_->Update(update);
+  if (!result.ok()) {
+    TM_DEBUG("update of {} refused: {}", update.parent_cid, result.status().ToString());
+    return net::ToGrpcStatus(result.status());
+  }
+  response->set_child_cid(result->child_cid);
+  response->set_child_state_cid(result->child_state_cid);
+  response->set_update_tx(result->update_tx.data(), result->update_tx.size());
+  response->set_update_id(result->update_id.data(), result->update_id.size());
+  return grpc::Status::OK;
+}
+
 grpc::Status EdgeService::Health(grpc::ServerContext*, const v1::HealthRequest*,
                                  v1::HealthResponse* response) {
   EdgeStatus s = node_->status();

@@ -14,6 +14,8 @@ class EdgeService final : public v1::EdgeService::Service {
                        v1::CallResponse* response) override;
   grpc::Status Backward(grpc::ServerContext* ctx, const v1::BackwardRequest* request,
                         v1::CallResponse* response) override;
+  grpc::Status Update(grpc::ServerContext* ctx, const v1::UpdateRequest* request,
+                      v1::UpdateResponse* response) override;
   grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest* request,
                       v1::HealthResponse* response) override;
   grpc::Status Info(grpc::ServerContext* ctx, const v1::InfoRequest* request,

@@ -759,5 +759,90 @@ TEST(VerifyTest, ExpertUpdatesAreReRunAndAManipulatedOneIsRejected) {
   EXPECT_FALSE(w->Reputation(w->keys[0].public_key()).blacklisted);
 }
 
+// A real edge trains: backward calls, then EdgeService.Update twice (the second from the first
+// child, with the optimizer state recorded with it); validators re-run both steps.
+TEST(VerifyTest, AnEdgeTrainsAnExpertAndValidatorsAcceptItsUpdates) {
+  auto w = World::Start(1, {}, 1000000);
+  ASSERT_NE(w, nullptr);
+  auto edge = w->StartEdge(0);
+  ASSERT_NE(edge, nullptr);
+  ASSERT_TRUE(w->Register(0, "trainer", edge->endpoint()).ok());
+  ASSERT_TRUE(WaitFor([&] { return edge->Health().serving(); }, 20s)) << edge->Log();
+  auto stub = edge->Stub();
+
+  auto backward = [&](const std::string& cid, uint64_t seed) -> uint64_t {
+    v1::BackwardRequest req;
+    req.set_job("train");
+    req.set_step(1);
+    req.set_expert_cid(cid);
+    req.set_input(ToString(File(Random(12, 16, seed))));
+    req.set_grad_output(ToString(File(Random(12, 16, seed + 1000))));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+    v1::CallResponse response;
+    grpc::Status s = stub->Backward(&ctx, req, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    auto tx = ledger::Tx::Decode(AsBytes(response.result_tx()), 1 << 16);
+    EXPECT_TRUE(tx.ok());
+    return tx.ok() ? tx->nonce : 0;
+  };
+  auto update = [&](const std::string& parent, std::vector<uint64_t> sources,
+                    v1::UpdateResponse* response) {
+    v1::UpdateRequest req;
+    req.set_job("train");
+    req.set_step(1);
+    req.set_parent_cid(parent);
+    for (uint64_t n : sources) req.add_sources(n);
+    req.mutable_optimizer()->set_kind("adam");
+    req.mutable_optimizer()->set_lr(1e-2);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+    return stub->Update(&ctx, req, response);
+  };
+
+  v1::UpdateResponse first;
+  grpc::Status s = update(w->a.cid, {backward(w->a.cid, 1), backward(w->a.cid, 2)}, &first);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << edge->Log();
+  EXPECT_FALSE(first.child_state_cid().empty());
+  auto tx1 = ledger::Tx::Decode(AsBytes(first.update_tx()), 1 << 16);
+  ASSERT_TRUE(tx1.ok());
+  auto v1 = UpdateVerdict(*w, w->keys[0].public_key(), tx1->nonce);
+  ASSERT_TRUE(v1.has_value()) << "no verdict on the first update\n" << edge->Log();
+  EXPECT_EQ(v1->status, ResultStatus::kAccepted) << v1->reason;
+  EXPECT_TRUE(v1->body.parent_state_cid.empty());
+
+  // Training goes on from the child, with the state recorded with it.
+  v1::UpdateResponse second;
+  s = update(first.child_cid(), {backward(first.child_cid(), 3)}, &second);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << edge->Log();
+  auto tx2 = ledger::Tx::Decode(AsBytes(second.update_tx()), 1 << 16);
+  ASSERT_TRUE(tx2.ok());
+  auto v2 = UpdateVerdict(*w, w->keys[0].public_key(), tx2->nonce);
+  ASSERT_TRUE(v2.has_value()) << "no verdict on the second update";
+  EXPECT_EQ(v2->status, ResultStatus::kAccepted) << v2->reason;
+  EXPECT_EQ(v2->body.parent_state_cid, first.child_state_cid());
+  std::cout << "[ info ] two updates by a real edge ACCEPTED: " << w->a.cid.substr(12, 8) << " -> "
+            << first.child_cid().substr(12, 8) << " -> " << second.child_cid().substr(12, 8)
+            << "\n";
+
+  // Bad requests: a source that is not a backward result on the parent, an unpublished
+  // parent, an unknown optimizer.
+  v1::UpdateResponse refused;
+  EXPECT_EQ(update(w->a.cid, {backward(first.child_cid(), 4)}, &refused).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(update(w->a2.cid, {1}, &refused).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  {
+    v1::UpdateRequest req;
+    req.set_job("train");
+    req.set_parent_cid(w->a.cid);
+    req.add_sources(1);
+    req.mutable_optimizer()->set_kind("lion");
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->Update(&ctx, req, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_FALSE(w->Reputation(w->keys[0].public_key()).blacklisted);
+  EXPECT_EQ(edge->Stop(), 0);
+}
+
 }  // namespace
 }  // namespace trustmoe::verify::testing
