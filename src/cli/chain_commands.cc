@@ -23,9 +23,11 @@
 #include "chain/ledger/genesis.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/replay.h"
+#include "chain/ledger/report.h"
 #include "chain/ledger/result.h"
 #include "chain/ledger/state.h"
 #include "chain/ledger/tx.h"
+#include "chain/ledger/update.h"
 #include "chain/ledger/verdict.h"
 #include "cli/cli.h"
 #include "common/files.h"
@@ -264,6 +266,38 @@ ordered_json BodyJson(const ledger::Tx& tx) {
       auto b = ledger::LiftBlacklist::Decode(tx.body);
       if (!b.ok()) break;
       return {{"key", b->key.Hex()}, {"reason", b->reason}};
+    }
+    case ledger::TxType::kExpertUpdated: {
+      auto b = ledger::ExpertUpdatedBody::Decode(tx.body);
+      if (!b.ok()) break;
+      ordered_json sources = ordered_json::array();
+      for (uint64_t n : b->sources) {
+        char hex[17];
+        std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(n));
+        sources.push_back(hex);
+      }
+      return {{"job", b->job},
+              {"step", b->step},
+              {"parent", b->parent_cid},
+              {"parent_state", b->parent_state_cid},
+              {"child", b->child_cid},
+              {"child_state", b->child_state_cid},
+              {"child_size", b->child_size},
+              {"optimizer", b->optimizer.kind == ledger::OptimizerKind::kAdam ? "adam" : "sgd"},
+              {"lr", b->optimizer.lr},
+              {"momentum", b->optimizer.momentum},
+              {"weight_decay", b->optimizer.weight_decay},
+              {"dtype", std::string(ledger::ComputeDTypeName(b->dtype))},
+              {"device", b->device},
+              {"sources", sources}};
+    }
+    case ledger::TxType::kReportCommitment: {
+      auto b = ledger::ReportCommitment::Decode(tx.body, 4u << 20);
+      if (!b.ok()) break;
+      return {{"edge", b->edge.Hex()},
+              {"commitment", crypto::DigestHex(pbft::ComputeTxId(b->commitment))},
+              {"expert", b->expert_cid},
+              {"input", b->input_cid}};
     }
     default:
       break;
