@@ -156,7 +156,8 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
       FinishLocked(net::ToGrpcStatus(refusal));
       return;
     }
-    Pump();
+    // The replay runs in the service's pump thread, not in this gRPC handler.
+    service_->RequestPump();
   }
 
   void Pump() override {
@@ -205,6 +206,10 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
   void PumpLocked(std::unique_lock<std::mutex>& lock) {
     // The reader in progress looks at the head and end_requested_ again before it stops.
     if (reading_) return;
+    // A replay that finds nothing for many blocks yields after this many, and goes on in the
+    // service's pump thread, so that one stream cannot hold a thread for a whole chain.
+    constexpr int kBlocksPerPump = 64;
+    int blocks = 0;
     while (!finished_ && !writing_) {
       if (end_requested_) {
         if (cancelled_) {
@@ -238,6 +243,10 @@ class ChainService::VerdictReactor final : public grpc::ServerWriteReactor<v1::V
         return;
       }
       if (next_height_ > service_->node_->store().Head().height) return;  // woken by a commit
+      if (++blocks > kBlocksPerPump) {
+        service_->RequestPump();
+        return;
+      }
       std::vector<ResultId> found;
       const uint64_t height = next_height_;
       read = ReadOutsideLock(lock, [&]() -> Status {
@@ -638,7 +647,9 @@ std::vector<ChainService::Watch*> ChainService::RefWatches() {
   return watches;
 }
 
-void ChainService::OnCommit(uint64_t) {
+void ChainService::OnCommit(uint64_t) { RequestPump(); }
+
+void ChainService::RequestPump() {
   {
     std::lock_guard lock(pump_mu_);
     pump_due_ = true;

@@ -123,6 +123,8 @@ class ChainService final : public v1::ChainService::CallbackService {
   // Commits wake this thread, which pumps the watch streams: their ledger reads never run on
   // the consensus thread (the commit listener only sets a flag).
   void PumpLoop();
+  // Wakes the pump thread (a commit, a new stream, a replay that yielded).
+  void RequestPump();
   std::mutex pump_mu_;
   std::condition_variable pump_cv_;
   bool pump_due_ = false;
