@@ -212,7 +212,13 @@ Status FromGrpcStatus(const grpc::Status& status) {
   if (code < 0 || code > static_cast<int>(StatusCode::kUnauthenticated)) {
     return Status::Unknown(status.error_message());
   }
-  return Status(static_cast<StatusCode>(code), status.error_message());
+  const auto status_code = static_cast<StatusCode>(code);
+  if (status.error_message().empty()) {
+    // gRPC's own failures (a cancelled or overloaded call) may carry no text: say what it was.
+    return Status(status_code, "the call ended with " + std::string(StatusCodeName(status_code)) +
+                                   " and no message");
+  }
+  return Status(status_code, status.error_message());
 }
 
 }  // namespace trustmoe::net
