@@ -304,16 +304,16 @@ Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
   return runtime_->Spec(cid_text);
 }
 
-Result<CallResult> EdgeNode::Call(const CallRequest& req) {
-  // Counted in flight before the serving check, so that WaitCallsDone after StopServing cannot
-  // miss a call that was admitted.
-  const uint32_t in_flight = in_flight_.fetch_add(1) + 1;
-  struct Leave {
-    std::atomic<uint32_t>& n;
-    Gauge* g;
-    ~Leave() { g->Set(static_cast<double>(--n)); }
-  } leave{in_flight_, in_flight_gauge_};
-  in_flight_gauge_->Set(static_cast<double>(in_flight));
+EdgeNode::InFlight::InFlight(EdgeNode* node)
+    : node_(node), count_(node->in_flight_.fetch_add(1) + 1) {
+  node_->in_flight_gauge_->Set(static_cast<double>(count_));
+}
+
+EdgeNode::InFlight::~InFlight() {
+  node_->in_flight_gauge_->Set(static_cast<double>(--node_->in_flight_));
+}
+
+Status EdgeNode::AdmitCall(uint32_t in_flight) {
   TRUSTMOE_RETURN_IF_ERROR(Admit());
   if (in_flight > config_.concurrent_requests_max) {
     refused_total_->Inc();
@@ -321,6 +321,19 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
                                      std::to_string(config_.concurrent_requests_max) +
                                      "): retry later or call another holder");
   }
+  return Status::Ok();
+}
+
+Status EdgeNode::Enqueue(OutboxEntry entry) {
+  TRUSTMOE_RETURN_IF_ERROR(outbox_->Append(std::move(entry)).status());
+  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
+  cv_.notify_all();  // wake the delivery thread
+  return Status::Ok();
+}
+
+Result<CallResult> EdgeNode::Call(const CallRequest& req) {
+  InFlight slot(this);
+  TRUSTMOE_RETURN_IF_ERROR(AdmitCall(slot.count()));
   const auto start = Clock::now();
 
   auto refuse = [&](Status s) {
@@ -408,10 +421,9 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
   entry.blobs.push_back(req.input);
   if (!req.grad_output.empty()) entry.blobs.push_back(req.grad_output);
   entry.blobs.push_back(result.output);
-  auto seq = outbox_->Append(std::move(entry));
-  if (!seq.ok()) return refuse(seq.status().WithContext("committing the result"));
-  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
-  cv_.notify_all();  // wake the delivery thread
+  if (Status queued = Enqueue(std::move(entry)); !queued.ok()) {
+    return refuse(queued.WithContext("committing the result"));
+  }
 
   ++requests_;
   rows_ += static_cast<uint64_t>(y.rows);
@@ -422,17 +434,8 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
 }
 
 Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
-  const uint32_t in_flight = in_flight_.fetch_add(1) + 1;
-  struct Leave {
-    std::atomic<uint32_t>& n;
-    Gauge* g;
-    ~Leave() { g->Set(static_cast<double>(--n)); }
-  } leave{in_flight_, in_flight_gauge_};
-  in_flight_gauge_->Set(static_cast<double>(in_flight));
-  TRUSTMOE_RETURN_IF_ERROR(Admit());
-  if (in_flight > config_.concurrent_requests_max) {
-    return Status::ResourceExhausted("this edge is at concurrent_requests_max: retry later");
-  }
+  InFlight slot(this);
+  TRUSTMOE_RETURN_IF_ERROR(AdmitCall(slot.count()));
   // The request as the chain will see it: the same checks as the transaction's decoding.
   ledger::ExpertUpdatedBody body;
   body.job = req.job;
@@ -556,10 +559,7 @@ Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
   entry.tx = result.update_tx;
   entry.blobs.push_back(std::move(child));
   if (!state.empty()) entry.blobs.push_back(std::move(state));
-  auto seq = outbox_->Append(std::move(entry));
-  if (!seq.ok()) return seq.status().WithContext("committing the update");
-  outbox_depth_->Set(static_cast<double>(outbox_->depth()));
-  cv_.notify_all();
+  TRUSTMOE_RETURN_IF_ERROR(Enqueue(std::move(entry)).WithContext("committing the update"));
   TM_INFO("update of {} (job '{}' step {}): child {} from {} source(s)", req.parent_cid, req.job,
           req.step, result.child_cid, req.sources.size());
   return result;

@@ -138,7 +138,25 @@ class EdgeNode {
   bool WaitOutboxEmpty(int64_t timeout_ms);
 
  private:
+  // Counts a call in flight for its lifetime. Taken before the serving check, so that
+  // WaitCallsDone after StopServing cannot miss a call that was admitted.
+  class InFlight {
+   public:
+    explicit InFlight(EdgeNode* node);
+    ~InFlight();
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    uint32_t count() const { return count_; }
+
+   private:
+    EdgeNode* node_;
+    uint32_t count_;
+  };
   Status Admit();
+  // Admit(), then the concurrent_requests_max bound for a call counted `in_flight`-th.
+  Status AdmitCall(uint32_t in_flight);
+  // Appends `entry` to the outbox (synced) and wakes the delivery thread.
+  Status Enqueue(OutboxEntry entry);
   // Ok when the expert CID is published on the ledger (asked once per CID);
   // FailedPrecondition when it is not, Unavailable when the chain cannot be asked.
   Status CheckPublished(const std::string& cid);
