@@ -10,6 +10,16 @@
 #include "chain/verify/sampling.h"
 #include "edge/numeric.h"
 
+// Declares `var` = `fetch_expr` (a FetchTensor call that fills the local `rejected`), and
+// returns from the enclosing check: the edge's rejection when it is to blame, otherwise the
+// error (no verdict yet).
+#define TRUSTMOE_FETCH_OR_RETURN(var, fetch_expr)                 \
+  auto var = (fetch_expr);                                        \
+  if (!var.ok()) {                                                \
+    if (rejected.verdict == Verdict::kRejected) return rejected;  \
+    return var.status();                                          \
+  }
+
 namespace trustmoe::verify {
 namespace {
 
@@ -76,6 +86,7 @@ Result<Bytes> ResultVerifier::FetchTensor(std::string_view what, const std::stri
                                           int64_t deadline_ms, Outcome* rejected,
                                           uint64_t bytes_max, int64_t late_after_unix_ms) {
   if (bytes_max == 0) bytes_max = options_.tensor_bytes_max;
+  if (cid_text.empty()) return Bytes();  // an optional tensor the record does not name
   auto cid = crypto::Cid::Parse(cid_text);
   if (!cid.ok()) return Status::Internal("result holds a bad CID (the ledger checks them)");
   for (;;) {
@@ -161,24 +172,9 @@ Result<Outcome> ResultVerifier::Verify(const ledger::ResultRecord& record,
   auto fetch = [&](std::string_view what, const std::string& cid) -> Result<Bytes> {
     return FetchTensor(what, cid, deadline, &rejected, 0, late_after);
   };
-  auto input_bytes = fetch("input", body.input_cid);
-  if (!input_bytes.ok()) {
-    if (rejected.verdict == Verdict::kRejected) return rejected;
-    return input_bytes.status();
-  }
-  Result<Bytes> grad_bytes = Bytes();
-  if (backward) {
-    grad_bytes = fetch("grad_output", body.grad_output_cid);
-    if (!grad_bytes.ok()) {
-      if (rejected.verdict == Verdict::kRejected) return rejected;
-      return grad_bytes.status();
-    }
-  }
-  auto output_bytes = fetch("output", body.output_cid);
-  if (!output_bytes.ok()) {
-    if (rejected.verdict == Verdict::kRejected) return rejected;
-    return output_bytes.status();
-  }
+  TRUSTMOE_FETCH_OR_RETURN(input_bytes, fetch("input", body.input_cid));
+  TRUSTMOE_FETCH_OR_RETURN(grad_bytes, fetch("grad_output", body.grad_output_cid));  // backward
+  TRUSTMOE_FETCH_OR_RETURN(output_bytes, fetch("output", body.output_cid));
 
   // Parse: any width here, so that a wrong width is told apart from a broken file.
   auto parse = [&](std::string_view what, const Bytes& file) -> Result<edge::HostTensor> {
@@ -352,29 +348,10 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
                        weights ? options_.expert_bytes_max : options_.tensor_bytes_max,
                        weights ? late_after : 0);
   };
-#define TRUSTMOE_FETCH_OR_VERDICT(var, what, cid)               \
-  auto var = fetch(what, cid);                                  \
-  if (!var.ok()) {                                              \
-    if (rejected.verdict == Verdict::kRejected) return rejected; \
-    return var.status();                                        \
-  }
-  TRUSTMOE_FETCH_OR_VERDICT(child_file, "child weights", body.child_cid);
-  Result<Bytes> child_state_file = Bytes();
-  if (!body.child_state_cid.empty()) {
-    child_state_file = fetch("child optimizer state", body.child_state_cid);
-    if (!child_state_file.ok()) {
-      if (rejected.verdict == Verdict::kRejected) return rejected;
-      return child_state_file.status();
-    }
-  }
-  Result<Bytes> parent_state_file = Bytes();
-  if (!body.parent_state_cid.empty()) {
-    parent_state_file = fetch("parent optimizer state", body.parent_state_cid);
-    if (!parent_state_file.ok()) {
-      if (rejected.verdict == Verdict::kRejected) return rejected;
-      return parent_state_file.status();
-    }
-  }
+  TRUSTMOE_FETCH_OR_RETURN(child_file, fetch("child weights", body.child_cid));
+  TRUSTMOE_FETCH_OR_RETURN(child_state_file, fetch("child optimizer state", body.child_state_cid));
+  TRUSTMOE_FETCH_OR_RETURN(parent_state_file,
+                           fetch("parent optimizer state", body.parent_state_cid));
 
   // Always: the child is an expert file of the parent's architecture.
   auto child_parsed = edge::ParseSafetensors(*child_file);
@@ -408,8 +385,8 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
     }
   }
   for (const ledger::ResultRecord& source : sources) {
-    TRUSTMOE_FETCH_OR_VERDICT(x_file, "source input", source.body.input_cid);
-    TRUSTMOE_FETCH_OR_VERDICT(g_file, "source grad_output", source.body.grad_output_cid);
+    TRUSTMOE_FETCH_OR_RETURN(x_file, fetch("source input", source.body.input_cid));
+    TRUSTMOE_FETCH_OR_RETURN(g_file, fetch("source grad_output", source.body.grad_output_cid));
     auto x = edge::ReadActivations(*x_file, spec.d_model, options_.rows_max);
     auto g = edge::ReadActivations(*g_file, spec.d_model, options_.rows_max);
     if (!x.ok() || !g.ok() || x->rows != g->rows) {
@@ -489,7 +466,6 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
       }
     }
   }
-#undef TRUSTMOE_FETCH_OR_VERDICT
   ok.rows_checked = 0;
   for (const auto& s : sources) ok.rows_checked += static_cast<int64_t>(s.body.rows);
   return ok;
