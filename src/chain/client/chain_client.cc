@@ -996,6 +996,15 @@ Status ChainClient::WatchVerdictsFrom(Endpoint& endpoint, const VerdictQuery& qu
   if (query.edge) request.set_edge(query.edge->bytes().data(), query.edge->bytes().size());
   request.set_from_height(progress->height);
   request.set_to_height(query.to_height);
+  if (query.canceller != nullptr && !query.canceller->Attach([&ctx] { ctx.TryCancel(); })) {
+    return Status::Cancelled("the verdict watch was cancelled");
+  }
+  struct Detach {
+    WatchCanceller* c;
+    ~Detach() {
+      if (c != nullptr) c->Detach();
+    }
+  } detach{query.canceller};
   std::unique_ptr<grpc::ClientReader<v1::VerdictInfo>> reader =
       endpoint.stub->WatchVerdicts(&ctx, request);
   v1::VerdictInfo info;
@@ -1046,6 +1055,29 @@ Status ChainClient::WatchVerdictsFrom(Endpoint& endpoint, const VerdictQuery& qu
   return Status::Unavailable("the verdict stream ended");
 }
 
+void WatchCanceller::Cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  if (cancel_) cancel_();
+}
+
+bool WatchCanceller::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+bool WatchCanceller::Attach(std::function<void()> cancel) {
+  std::lock_guard lock(mu_);
+  if (cancelled_) return false;
+  cancel_ = std::move(cancel);
+  return true;
+}
+
+void WatchCanceller::Detach() {
+  std::lock_guard lock(mu_);
+  cancel_ = nullptr;
+}
+
 Status ChainClient::WatchVerdicts(const VerdictQuery& query, const VerdictCallback& callback) {
   if (query.job.size() > ledger::kJobBytesMax) {
     return Status::InvalidArgument("a job name is at most " + std::to_string(ledger::kJobBytesMax) +
@@ -1075,6 +1107,9 @@ Status ChainClient::WatchVerdicts(const VerdictQuery& query, const VerdictCallba
         s = Status::Internal(std::string("client error: ") + e.what());
       }
       if (progress.stopped || progress.complete) return Status::Ok();
+      if (query.canceller != nullptr && query.canceller->cancelled()) {
+        return Status::Cancelled("the verdict watch was cancelled");
+      }
       last = s.WithContext("validator " + endpoint.address);
       if (FinalForReads(s)) return last;
       if (progress.delivered > before) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,12 +90,30 @@ struct ResultEntry {
   std::vector<ledger::VoteRecord> votes;  // in validator id order
 };
 
+// Stops a watch from another thread: Cancel() cancels the stream in progress, and a watch that
+// starts afterwards returns at once. The watch then returns Cancelled.
+class WatchCanceller {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class ChainClient;
+  // Registers the live call's cancel function; false when cancelled already.
+  bool Attach(std::function<void()> cancel);
+  void Detach();
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::function<void()> cancel_;
+};
+
 // Which verdicts WatchVerdicts streams.
 struct VerdictQuery {
   std::string job;                        // empty: every job
   std::optional<crypto::PublicKey> edge;  // nullopt: every edge
   uint64_t from_height = 1;               // first block whose verdicts are wanted
   uint64_t to_height = 0;                 // last one; 0: follow new blocks without end
+  WatchCanceller* canceller = nullptr;    // optional: stops the watch from another thread
 };
 
 // Called with each verdict of WatchVerdicts, in the order of the blocks that finalized them;
