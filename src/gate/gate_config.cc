@@ -1,0 +1,181 @@
+#include "gate/gate_config.h"
+
+#include "common/config.h"
+
+namespace trustmoe::gate {
+
+namespace {
+
+constexpr int64_t kHourMs = 3600 * 1000;
+
+// "jobs.call_timeout_ms": keys are named as ConfigTable names them in its own messages.
+std::string KeyName(std::string_view section, std::string_view key) {
+  if (section.empty()) return std::string(key);
+  return std::string(section) + "." + std::string(key);
+}
+
+// "file:line: 'section.key'", the start of every message about a value.
+std::string At(const ConfigTable& table, std::string_view section, std::string_view key) {
+  return table.Where(key) + ": '" + KeyName(section, key) + "'";
+}
+
+// InvalidArgument "file:line: 'section.key' must be between min and max, got v" unless
+// min <= value <= max; the value is left as it was when the key is absent.
+template <typename T>
+Status GetBounded(ConfigTable& table, std::string_view section, std::string_view key, T min, T max,
+                  T* out) {
+  TRUSTMOE_RETURN_IF_ERROR(table.Get(key, out));
+  if (*out < min || *out > max) {
+    return Status::InvalidArgument(At(table, section, key) + " must be between " +
+                                   std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                                   std::to_string(*out));
+  }
+  return Status::Ok();
+}
+
+// Where an address is used: bound (port 0 picks a free port) or dialed.
+enum class AddressUse { kBind, kDial };
+
+Status CheckAddress(const ConfigTable& table, std::string_view section, std::string_view key,
+                    const std::string& address, AddressUse use) {
+  std::string host;
+  int port = 0;
+  TRUSTMOE_RETURN_IF_ERROR(
+      net::SplitHostPort(address, &host, &port).WithContext(At(table, section, key)));
+  if (use == AddressUse::kDial && port == 0) {
+    return Status::InvalidArgument(At(table, section, key) + ": '" + address +
+                                   "' has port 0, which cannot be dialed");
+  }
+  return Status::Ok();
+}
+
+// Plaintext gRPC is for loopback only (net/transport.h); refused here with file and line
+// rather than when the daemon binds or dials.
+Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
+                                std::string_view key, const std::string& address, net::TlsMode mode,
+                                AddressUse use) {
+  if (mode != net::TlsMode::kPlaintext || net::IsLoopbackAddress(address)) return Status::Ok();
+  return Status::InvalidArgument(At(table, section, key) + ": plaintext gRPC " +
+                                 (use == AddressUse::kBind ? "on" : "to") + " non-loopback " +
+                                 address + ": set [tls] mode = \"tls\" or \"mtls\"");
+}
+
+Status ReadTopLevel(ConfigTable& root, GateConfig* c) {
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("identity_key", &c->identity_key));
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("data_dir", &c->data_dir));
+  TRUSTMOE_RETURN_IF_ERROR(root.Require("genesis", &c->genesis));
+  TRUSTMOE_RETURN_IF_ERROR(root.Get("dataset_dir", &c->dataset_dir));
+  for (const char* key : {"identity_key", "data_dir", "genesis", "dataset_dir"}) {
+    std::string value;
+    TRUSTMOE_RETURN_IF_ERROR(root.Get(key, &value));
+    if (root.Has(key) && value.empty()) {
+      return Status::InvalidArgument(At(root, "", key) + " must not be empty");
+    }
+  }
+  TRUSTMOE_RETURN_IF_ERROR(root.Get("port_file", &c->port_file));
+  TRUSTMOE_RETURN_IF_ERROR(root.Get("listen", &c->listen));
+  TRUSTMOE_RETURN_IF_ERROR(CheckAddress(root, "", "listen", c->listen, AddressUse::kBind));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable http, root.Table("http"));
+  TRUSTMOE_RETURN_IF_ERROR(http.Get("listen", &c->http_listen));
+  return CheckAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
+}
+
+Status ReadLog(ConfigTable& root, GateConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &c->log.level));
+  if (auto level = ParseLogLevel(c->log.level); !level.ok()) {
+    return level.status().WithContext(log.Where("level"));
+  }
+  std::string format = "text";
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
+  auto parsed = ParseLogFormat(format);
+  if (!parsed.ok()) return parsed.status().WithContext(log.Where("format"));
+  c->log.format = *parsed;
+  return Status::Ok();
+}
+
+Status ReadStoreAndChain(ConfigTable& root, GateConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
+  TRUSTMOE_RETURN_IF_ERROR(store.Require("endpoints", &c->store_endpoints));
+  if (c->store_endpoints.empty()) {
+    return Status::InvalidArgument(At(store, "store", "endpoints") +
+                                   " must name at least one trustmoe-store \"host:port\"");
+  }
+  for (const std::string& endpoint : c->store_endpoints) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
+  TRUSTMOE_RETURN_IF_ERROR(chain.Get("validators", &c->chain_validators));
+  for (const std::string& endpoint : c->chain_validators) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
+  }
+  return GetBounded<int64_t>(chain, "chain", "submit_timeout_ms", 1, kHourMs,
+                             &c->submit_timeout_ms);
+}
+
+Status ReadJobsAndEdges(ConfigTable& root, GateConfig* c) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable jobs, root.Table("jobs"));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(jobs, "jobs", "concurrent_max", 1, 64, &c->jobs_concurrent_max));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(jobs, "jobs", "call_timeout_ms", 100, 600000, &c->call_timeout_ms));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(jobs, "jobs", "verdict_timeout_ms", 100, 600000,
+                                               &c->verdict_timeout_ms));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int>(jobs, "jobs", "torch_threads", 0, 256, &c->torch_threads));
+  TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(jobs, "jobs", "request_bytes_max", 1ull << 10,
+                                                64ull << 20, &c->request_bytes_max));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<uint32_t>(jobs, "jobs", "watchers_max", 1, 4096, &c->watchers_max));
+
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable edges, root.Table("edges"));
+  return GetBounded<uint64_t>(edges, "edges", "tensor_bytes_max", 1ull << 10, 4ull << 30,
+                              &c->edge_tensor_bytes_max);
+}
+
+// Checks that involve more than one key. They run after CheckNoUnknownKeys, so a misspelt key
+// is reported as such rather than as the combination its default made.
+Status CheckPlaintextAddresses(ConfigTable& root, const GateConfig& c) {
+  const net::TlsMode mode = c.transport.mode;
+  TRUSTMOE_RETURN_IF_ERROR(
+      CheckLoopbackIfPlaintext(root, "", "listen", c.listen, mode, AddressUse::kBind));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
+  for (const std::string& endpoint : c.store_endpoints) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
+  }
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
+  for (const std::string& endpoint : c.chain_validators) {
+    TRUSTMOE_RETURN_IF_ERROR(
+        CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
+  }
+  return Status::Ok();
+}
+
+Result<GateConfig> Read(ConfigTable root) {
+  GateConfig config;
+  TRUSTMOE_RETURN_IF_ERROR(ReadTopLevel(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadLog(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadStoreAndChain(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadJobsAndEdges(root, &config));
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
+  TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
+  TRUSTMOE_RETURN_IF_ERROR(root.CheckNoUnknownKeys());
+  TRUSTMOE_RETURN_IF_ERROR(CheckPlaintextAddresses(root, config));
+  return config;
+}
+
+}  // namespace
+
+Result<GateConfig> LoadGateConfig(const std::string& path) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable root, ConfigTable::LoadFile(path));
+  return Read(std::move(root));
+}
+
+Result<GateConfig> ParseGateConfig(std::string_view text, std::string source_name) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable root, ConfigTable::Parse(text, std::move(source_name)));
+  return Read(std::move(root));
+}
+
+}  // namespace trustmoe::gate
