@@ -6,6 +6,7 @@
 // through chain::ChainClient, offline by opening a copy of a validator's ledger read-only.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "chain/client/chain_client.h"
 #include "chain/ledger/app.h"
 #include "chain/ledger/genesis.h"
+#include "chain/ledger/job.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/replay.h"
 #include "chain/ledger/report.h"
@@ -218,6 +220,52 @@ void PrintJson(const ordered_json& j) { std::printf("%s\n", j.dump(2).c_str()); 
 
 // ---- Descriptions of transactions, blocks and proofs ----
 
+ordered_json JobMetricsJson(const ledger::JobMetrics& m) {
+  return {{"step", m.step},
+          {"loss", m.loss},
+          {"accuracy", m.accuracy},
+          {"verified", m.verified},
+          {"rejected", m.rejected}};
+}
+
+ordered_json EdgesJson(const std::vector<crypto::PublicKey>& edges) {
+  ordered_json out = ordered_json::array();
+  for (const crypto::PublicKey& e : edges) out.push_back(e.Hex());
+  return out;
+}
+
+ordered_json JobRecordBodyJson(const ledger::JobRecordBody& b) {
+  ordered_json j = {{"job", b.job}, {"event", std::string(ledger::JobEventName(b.event))}};
+  switch (b.event) {
+    case ledger::JobEvent::kSubmitted:
+      j["researcher"] = b.researcher.Hex();
+      j["request_nonce"] = b.request_nonce;
+      j["spec_sha256"] = crypto::DigestHex(crypto::Sha256::Hash(AsBytes(b.spec_toml)));
+      j["spec_toml"] = b.spec_toml;
+      j["signature"] = ToHex(b.signature);
+      break;
+    case ledger::JobEvent::kPlacement: {
+      ordered_json entries = ordered_json::array();
+      for (const ledger::PlacementEntry& e : b.placement) {
+        entries.push_back(
+            {{"index", e.index}, {"expert", e.expert_cid}, {"edges", EdgesJson(e.edges)}});
+      }
+      j["placement"] = entries;
+      break;
+    }
+    case ledger::JobEvent::kCheckpoint:
+    case ledger::JobEvent::kCompleted:
+      j["metrics"] = JobMetricsJson(b.metrics);
+      j[b.event == ledger::JobEvent::kCheckpoint ? "state_cid" : "output_cid"] = b.cid;
+      break;
+    case ledger::JobEvent::kCancelled:
+    case ledger::JobEvent::kFailed:
+      j["detail"] = b.detail;
+      break;
+  }
+  return j;
+}
+
 ordered_json BodyJson(const ledger::Tx& tx) {
   switch (static_cast<ledger::TxType>(tx.type)) {
     case ledger::TxType::kRegisterNode: {
@@ -291,6 +339,11 @@ ordered_json BodyJson(const ledger::Tx& tx) {
               {"device", b->device},
               {"sources", sources}};
     }
+    case ledger::TxType::kJobRecord: {
+      auto b = ledger::JobRecordBody::Decode(tx.body);
+      if (!b.ok()) break;
+      return JobRecordBodyJson(*b);
+    }
     case ledger::TxType::kReportCommitment: {
       auto b = ledger::ReportCommitment::Decode(tx.body, 4u << 20);
       if (!b.ok()) break;
@@ -328,7 +381,13 @@ std::string BodyLine(const ordered_json& body) {
   std::string out;
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!out.empty()) out += "  ";
-    out += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
+    // Strings print as they are unless they hold control characters (a TOML spec, untrusted
+    // text): those print JSON-quoted, on one line.
+    const bool plain =
+        it->is_string() && std::none_of(it->get_ref<const std::string&>().begin(),
+                                        it->get_ref<const std::string&>().end(),
+                                        [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    out += it.key() + "=" + (plain ? it->get<std::string>() : it->dump());
   }
   return out;
 }
@@ -484,11 +543,36 @@ class LedgerSource {
   virtual Result<std::vector<ledger::ModelRecord>> Models() = 0;
   // Every result of `job` with its verdict and votes (chain::ReadJobResults).
   virtual Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) = 0;
+  // The state: reported by validators through ScanState (not proven), or the ledger's own.
+  virtual const ledger::StateReader& State() = 0;
+};
+
+// The validators' state through ChainClient::ScanState (reported, not proven).
+class ReportedStateReader final : public ledger::StateReader {
+ public:
+  explicit ReportedStateReader(chain::ChainClient* client) : client_(client) {}
+  Result<std::optional<Bytes>> Get(const std::string& key) const override {
+    TRUSTMOE_ASSIGN_OR_RETURN(chain::ScanPage page, client_->ScanState(key, "", 1));
+    if (page.entries.empty() || page.entries[0].first != key) return std::optional<Bytes>();
+    return std::optional<Bytes>(std::move(page.entries[0].second));
+  }
+  Result<std::vector<std::pair<std::string, Bytes>>> Scan(const std::string& prefix,
+                                                          const std::string& start_after,
+                                                          size_t limit) const override {
+    const auto n = static_cast<uint32_t>(std::clamp<size_t>(limit, 1, kScanLimitMax));
+    TRUSTMOE_ASSIGN_OR_RETURN(chain::ScanPage page, client_->ScanState(prefix, start_after, n));
+    return std::move(page.entries);
+  }
+
+ private:
+  static constexpr size_t kScanLimitMax = 1000;  // ChainClient::ScanState's bound
+  chain::ChainClient* client_;
 };
 
 class OnlineSource : public LedgerSource {
  public:
-  explicit OnlineSource(std::unique_ptr<chain::ChainClient> client) : client_(std::move(client)) {}
+  explicit OnlineSource(std::unique_ptr<chain::ChainClient> client)
+      : client_(std::move(client)), state_(client_.get()) {}
   std::string Describe() const override {
     std::string out;
     for (const std::string& e : Flags().validators) out += (out.empty() ? "" : ",") + e;
@@ -520,6 +604,7 @@ class OnlineSource : public LedgerSource {
   Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) override {
     return client_->Results(job);
   }
+  const ledger::StateReader& State() override { return state_; }
   const std::optional<chain::ReportedHead>& reported() const { return reported_; }
   chain::ChainClient& client() { return *client_; }
 
@@ -541,6 +626,7 @@ class OnlineSource : public LedgerSource {
   }
 
   std::unique_ptr<chain::ChainClient> client_;
+  ReportedStateReader state_;
   std::optional<chain::ReportedHead> reported_;
 };
 
@@ -578,6 +664,7 @@ class OfflineSource : public LedgerSource {
   Result<std::vector<chain::ResultEntry>> JobResults(const std::string& job) override {
     return chain::ReadJobResults(*store_, job, genesis_.validators.size());
   }
+  const ledger::StateReader& State() override { return *store_; }
   ledger::LedgerStore& store() { return *store_; }
 
  private:
@@ -1525,11 +1612,77 @@ Status CheckJobName(const std::string& job, const std::string& what) {
   return CheckLength(job, ledger::kJobBytesMax, what, true);
 }
 
-// Every call of one job with its verdict, in step order, and how many are settled.
+ordered_json JobRecordJson(const ledger::JobRecord& r) {
+  return {{"status", std::string(ledger::JobStatusName(r.status))},
+          {"gate", r.gate.Hex()},
+          {"researcher", r.researcher.Hex()},
+          {"request_nonce", r.request_nonce},
+          {"spec_sha256", crypto::DigestHex(r.spec_sha256)},
+          {"submitted_height", r.submitted_height},
+          {"updated_height", r.updated_height},
+          {"events", r.events},
+          {"metrics", JobMetricsJson(r.metrics)},
+          {"checkpoint_cid", r.checkpoint_cid},
+          {"output_cid", r.output_cid},
+          {"detail", r.detail}};
+}
+
+ordered_json PlacementJson(const std::vector<ledger::PlacementRecord>& placement) {
+  ordered_json out = ordered_json::array();
+  for (const ledger::PlacementRecord& p : placement) {
+    out.push_back({{"index", p.entry.index},
+                   {"expert", p.entry.expert_cid},
+                   {"edges", EdgesJson(p.entry.edges)},
+                   {"height", p.height}});
+  }
+  return out;
+}
+
+void PrintJobState(const std::string& job, const ledger::JobState& state) {
+  const ledger::JobRecord& r = state.record;
+  const ledger::JobMetrics& m = r.metrics;
+  std::printf("job          %s\n", job.c_str());
+  std::printf("status       %s (%u events; submitted at block %llu, updated at block %llu)\n",
+              std::string(ledger::JobStatusName(r.status)).c_str(), r.events,
+              static_cast<unsigned long long>(r.submitted_height),
+              static_cast<unsigned long long>(r.updated_height));
+  std::printf("gate         %s\n", r.gate.Hex().c_str());
+  std::printf("researcher   %s (request nonce %llu, spec sha256 %s)\n", r.researcher.Hex().c_str(),
+              static_cast<unsigned long long>(r.request_nonce),
+              crypto::DigestHex(r.spec_sha256).c_str());
+  std::printf("metrics      step %llu  loss %.6g  accuracy %.4f  verified %llu  rejected %llu\n",
+              static_cast<unsigned long long>(m.step), m.loss, m.accuracy,
+              static_cast<unsigned long long>(m.verified),
+              static_cast<unsigned long long>(m.rejected));
+  std::printf("checkpoint   %s\n", r.checkpoint_cid.empty() ? "-" : r.checkpoint_cid.c_str());
+  std::printf("output       %s\n", r.output_cid.empty() ? "-" : r.output_cid.c_str());
+  if (!r.detail.empty()) std::printf("detail       %s\n", QuoteForMessage(r.detail, 256).c_str());
+  std::printf("placement    %zu entries\n", state.placement.size());
+  if (!state.placement.empty()) {
+    std::printf("  %-8s %-76s %7s %s\n", "INDEX", "EXPERT", "HEIGHT", "EDGES");
+    for (const ledger::PlacementRecord& p : state.placement) {
+      std::string edges;
+      for (const crypto::PublicKey& e : p.entry.edges) {
+        edges += (edges.empty() ? "" : ",") + e.Hex().substr(0, 16);
+      }
+      std::printf("  %-8u %-76s %7llu %s\n", p.entry.index, p.entry.expert_cid.c_str(),
+                  static_cast<unsigned long long>(p.height), edges.c_str());
+    }
+  }
+  std::printf("\n");
+}
+
+// Every call of one job with its verdict, in step order, and how many are settled; first, when
+// job/<JOB> exists, the job's record and placement.
 Status LedgerJob() {
   const std::string& job = JobArg();
   TRUSTMOE_RETURN_IF_ERROR(CheckJobName(job, "JOB"));
   TRUSTMOE_ASSIGN_OR_RETURN(Session session, OpenSession());
+  std::optional<ledger::JobState> job_state;
+  // A job name that is not a job id (e.g. "manual" for calls made by hand) has no record.
+  if (ledger::CheckJobId(job).ok()) {
+    TRUSTMOE_ASSIGN_OR_RETURN(job_state, ledger::ReadJobState(session.source->State(), job));
+  }
   TRUSTMOE_ASSIGN_OR_RETURN(std::vector<chain::ResultEntry> results,
                             session.source->JobResults(job));
   std::stable_sort(results.begin(), results.end(),
@@ -1545,15 +1698,19 @@ Status LedgerJob() {
   if (Flags().json) {
     ordered_json all = ordered_json::array();
     for (const chain::ResultEntry& e : results) all.push_back(ResultJson(session.genesis, e));
-    PrintJson({{"job", job},
-               {"results", results.size()},
-               {"accepted", accepted},
-               {"rejected", rejected},
-               {"pending", pending},
-               {"source", session.source->Describe()},
-               {"calls", all}});
+    PrintJson(
+        {{"job", job},
+         {"results", results.size()},
+         {"accepted", accepted},
+         {"rejected", rejected},
+         {"pending", pending},
+         {"source", session.source->Describe()},
+         {"record", job_state ? JobRecordJson(job_state->record) : ordered_json()},
+         {"placement", job_state ? PlacementJson(job_state->placement) : ordered_json::array()},
+         {"calls", all}});
     return Status::Ok();
   }
+  if (job_state) PrintJobState(job, *job_state);
   std::printf("%-16s %-16s %-8s %6s %6s %-12s %-8s %7s %7s %-5s %s\n", "EDGE", "NONCE", "KIND",
               "STEP", "ROWS", "DTYPE/DEV", "STATUS", "HEIGHT", "VERDICT", "VOTES", "REASON");
   for (const chain::ResultEntry& e : results) {
@@ -1932,8 +2089,10 @@ void AddLedgerCommands(CLI::App& app, Action* run) {
   Bind(ledger->add_subcommand("models", "Published models"), run, LedgerModels);
 
   auto* job = ledger->add_subcommand(
-      "job", "Every call of a job with its verdict (accepted, rejected or pending) and votes");
-  job->add_option("JOB", JobArg(), "Job name (1..128 bytes)")->required();
+      "job",
+      "A job's record and placement (when a gate recorded it) and every call of the job with "
+      "its verdict (accepted, rejected or pending) and votes");
+  job->add_option("JOB", JobArg(), "Job id or name (1..128 bytes)")->required();
   Bind(job, run, LedgerJob);
 
   VerdictArgs& v = Verdicts();

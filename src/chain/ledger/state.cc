@@ -1,5 +1,6 @@
 #include "chain/ledger/state.h"
 
+#include "chain/ledger/job.h"
 #include "chain/ledger/report.h"
 #include "chain/ledger/result.h"
 #include "chain/ledger/update.h"
@@ -246,6 +247,7 @@ TxRegistry TxRegistry::Default() {
   r.Register(static_cast<uint8_t>(TxType::kExpertResult), MakeExpertResultHandler());
   r.Register(static_cast<uint8_t>(TxType::kVote), MakeVoteHandler());
   r.Register(static_cast<uint8_t>(TxType::kExpertUpdated), MakeExpertUpdatedHandler());
+  r.Register(static_cast<uint8_t>(TxType::kJobRecord), MakeJobRecordHandler());
   r.Register(static_cast<uint8_t>(TxType::kLiftBlacklist), MakeLiftBlacklistHandler());
   r.Register(static_cast<uint8_t>(TxType::kReportCommitment), MakeReportCommitmentHandler());
   return r;
