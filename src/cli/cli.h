@@ -25,6 +25,8 @@ void AddExpertCommands(CLI::App& app, Action* run);
 void AddModelCommands(CLI::App& app, Action* run);
 // expert_commands.cc: expert new | input | run, under the `expert` group.
 void AddExpertFileCommands(CLI::App* expert, Action* run);
+// job_commands.cc: job submit | watch | list | cancel | result (the gate's JobService).
+void AddJobCommands(CLI::App& app, Action* run);
 
 // Prints "\r<verb> 12.0 MiB / 1.0 GiB (1%) 300.2 MiB/s" on a terminal, or a line per quarter
 // otherwise; only for transfers of at least 8 MiB.

@@ -1,4 +1,4 @@
-// trustmoe: the one CLI of TrustMoE (keys, certificates, store, genesis, ledger; later jobs).
+// trustmoe: the one CLI of TrustMoE (keys, certificates, store, genesis, ledger, jobs).
 #include <cstdio>
 
 #include "cli/cli.h"
@@ -8,7 +8,7 @@ int main(int argc, char** argv) {
   trustmoe::TuneMallocForStreaming();
   CLI::App app{
       "trustmoe: command line of TrustMoE (keys, certificates, blob store, genesis, ledger "
-      "audit, node/expert/model registration)"};
+      "audit, node/expert/model registration, jobs)"};
   app.set_version_flag("--version", "trustmoe 0.1.0");
   app.require_subcommand(1);
   trustmoe::cli::Action run;
@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   trustmoe::cli::AddNodeCommands(app, &run);
   trustmoe::cli::AddExpertCommands(app, &run);
   trustmoe::cli::AddModelCommands(app, &run);
+  trustmoe::cli::AddJobCommands(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -121,9 +121,10 @@ Status ReadJobsAndEdges(ConfigTable& root, GateConfig* c) {
       GetBounded<uint32_t>(jobs, "jobs", "concurrent_max", 1, 64, &c->jobs_concurrent_max));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<int64_t>(jobs, "jobs", "call_timeout_ms", 100, 600000, &c->call_timeout_ms));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(jobs, "jobs", "verdict_timeout_ms", 100, 600000,
-                                               &c->verdict_timeout_ms));
-  TRUSTMOE_RETURN_IF_ERROR(GetBounded<int>(jobs, "jobs", "torch_threads", 0, 256, &c->torch_threads));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int64_t>(jobs, "jobs", "verdict_timeout_ms", 100, 600000, &c->verdict_timeout_ms));
+  TRUSTMOE_RETURN_IF_ERROR(
+      GetBounded<int>(jobs, "jobs", "torch_threads", 0, 256, &c->torch_threads));
   TRUSTMOE_RETURN_IF_ERROR(GetBounded<uint64_t>(jobs, "jobs", "request_bytes_max", 1ull << 10,
                                                 64ull << 20, &c->request_bytes_max));
   TRUSTMOE_RETURN_IF_ERROR(

@@ -21,7 +21,7 @@ struct GateConfig {
   std::string genesis;       // the chain's genesis JSON file
   std::string port_file;     // if set: "<grpc port> <http port>\n" written once serving
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";  // Debian's dataset package
-  LogOptions log;                  // [log] level and format
+  LogOptions log;                                                 // [log] level and format
   net::TransportConfig transport;  // [tls]: serving, and dialing the store, validators, edges
 
   // [store]
@@ -31,12 +31,12 @@ struct GateConfig {
   int64_t submit_timeout_ms = 30000;          // wait for a submitted transaction to be committed
 
   // [jobs]
-  uint32_t jobs_concurrent_max = 1;      // jobs running at once; more wait queued (1..64)
-  int64_t call_timeout_ms = 10000;       // deadline of one edge call (100..600000)
-  int64_t verdict_timeout_ms = 30000;    // verify=sync: wait for a verdict, then re-route
-  int torch_threads = 0;                 // libtorch intra-op threads; 0: libtorch's default
+  uint32_t jobs_concurrent_max = 1;       // jobs running at once; more wait queued (1..64)
+  int64_t call_timeout_ms = 10000;        // deadline of one edge call (100..600000)
+  int64_t verdict_timeout_ms = 30000;     // verify=sync: wait for a verdict, then re-route
+  int torch_threads = 0;                  // libtorch intra-op threads; 0: libtorch's default
   uint64_t request_bytes_max = 1u << 20;  // largest JobService request accepted (1 KiB..64 MiB)
-  uint32_t watchers_max = 64;            // concurrent WatchJob streams (1..4096)
+  uint32_t watchers_max = 64;             // concurrent WatchJob streams (1..4096)
 
   // [edges]
   uint64_t edge_tensor_bytes_max = 256ull << 20;  // one inline tensor; mirror of the edges'

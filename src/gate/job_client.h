@@ -33,7 +33,7 @@ struct JobClientOptions {
   net::TransportConfig transport;
   std::string chain_id;  // from the genesis file; part of every signed request
   std::shared_ptr<const crypto::PrivateKey> key;  // the researcher's key (role researcher)
-  int64_t rpc_timeout_ms = 30'000;  // unary calls; WatchJob has no deadline
+  int64_t rpc_timeout_ms = 30'000;                // unary calls; WatchJob has no deadline
 };
 
 // Called with each message of WatchJob, in order; return false to stop watching.

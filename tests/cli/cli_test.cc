@@ -2,8 +2,11 @@
 // LedgerApp (certified with the test's validator keys): genesis creation and its bad inputs,
 // the offline ledger commands, a byte flipped in a stored block, proof files, and hostile
 // arguments. Online, the job, verdict and blacklist commands against four validators run in
-// this process on loopback ports; the other online commands run in tests/integration.
+// this process on loopback ports; the other online commands run in tests/integration. The
+// `trustmoe job` commands run against a fake JobService in this process that checks every
+// signature, and without any gate for malformed specs and usage errors.
 #include <arpa/inet.h>
+#include <errno.h>
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -18,6 +21,8 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +30,7 @@
 #include "chain/client/chain_client.h"
 #include "chain/ledger/app.h"
 #include "chain/ledger/genesis.h"
+#include "chain/ledger/job.h"
 #include "chain/ledger/ledger_store.h"
 #include "chain/ledger/replay.h"
 #include "chain/ledger/result.h"
@@ -32,6 +38,7 @@
 #include "chain/ledger/tx.h"
 #include "chain/ledger/verdict.h"
 #include "chain/validator/validator.h"
+#include "common/clock.h"
 #include "common/files.h"
 #include "edge/expert_format.h"
 #include "edge/numeric.h"
@@ -39,6 +46,7 @@
 #include "tests/ledger/ledger_fixture.h"
 #include "tests/storage/store_process.h"
 #include "trustmoe/v1/edge.grpc.pb.h"
+#include "trustmoe/v1/gate.grpc.pb.h"
 
 namespace trustmoe::cli {
 namespace {
@@ -1240,6 +1248,435 @@ TEST_F(OnlineLedgerTest, NodeLiftClearsABlacklisting) {
   ExpectCleanError(Run({"node", "lift", "--key", dir_.Sub("admin.pem"), "--node",
                         edge_.public_key().Hex(), "--reason", "again"}),
                    "is not blacklisted");
+}
+
+// ---- job commands: the gate's JobService ----
+
+constexpr char kJobChain[] = "cli-jobs";
+// A valid spec with a comment: the exact bytes, comment included, are signed and sent.
+constexpr char kJobSpec[] =
+    "# a quick run\n[job]\nname = \"cli-job\"\n[training]\ntrain_limit = 64   # items\n";
+
+// A JobService in this process that checks each request's RequestAuth as a gate must (the
+// researcher, the signature over ledger::GateRequestMessage for this chain, a fresh unused
+// nonce) and answers from a script.
+class FakeGate final : public v1::JobService::Service {
+ public:
+  FakeGate(std::string chain_id, crypto::PublicKey researcher)
+      : chain_id_(std::move(chain_id)), researcher_(researcher) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
+                         v1::JobInfo* info) override {
+    uint64_t nonce = 0;
+    grpc::Status checked = Check("SubmitJob", request->spec_toml(), request->auth(), &nonce);
+    if (!checked.ok()) return checked;
+    std::lock_guard<std::mutex> lock(mu_);
+    spec_toml_ = request->spec_toml();
+    job_id_ = ledger::JobIdFor(researcher_, nonce, spec_toml_);
+    *info = InfoLocked();
+    info->mutable_progress()->set_state("queued");
+    return grpc::Status::OK;
+  }
+  grpc::Status GetJob(grpc::ServerContext*, const v1::JobRequest* request,
+                      v1::JobInfo* info) override {
+    grpc::Status checked = CheckJob("GetJob", *request);
+    if (!checked.ok()) return checked;
+    std::lock_guard<std::mutex> lock(mu_);
+    *info = InfoLocked();
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchJob(grpc::ServerContext*, const v1::JobRequest* request,
+                        grpc::ServerWriter<v1::JobProgress>* writer) override {
+    grpc::Status checked = CheckJob("WatchJob", *request);
+    if (!checked.ok()) return checked;
+    std::vector<v1::JobProgress> script;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      script = script_;
+    }
+    for (v1::JobProgress& p : script) {
+      p.set_job_id(request->job_id());
+      if (!writer->Write(p)) break;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::JobRequest* request,
+                         v1::JobInfo* info) override {
+    grpc::Status checked = CheckJob("CancelJob", *request);
+    if (!checked.ok()) return checked;
+    std::lock_guard<std::mutex> lock(mu_);
+    *info = InfoLocked();
+    info->mutable_progress()->set_state("cancelled");
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override {
+    uint64_t nonce = 0;
+    grpc::Status checked = Check("ListJobs", "", request->auth(), &nonce);
+    if (!checked.ok()) return checked;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!job_id_.empty()) *response->add_jobs() = InfoLocked();
+    return grpc::Status::OK;
+  }
+
+  // The messages WatchJob sends, and the job's last state (GetJob, ListJobs).
+  void Script(std::vector<v1::JobProgress> script, std::string manifest_cid = "") {
+    std::lock_guard<std::mutex> lock(mu_);
+    script_ = std::move(script);
+    manifest_cid_ = std::move(manifest_cid);
+  }
+  std::string job_id() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return job_id_;
+  }
+  std::string spec_toml() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return spec_toml_;
+  }
+  std::vector<std::string> methods() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return methods_;
+  }
+
+ private:
+  grpc::Status Check(std::string_view method, const std::string& payload,
+                     const v1::RequestAuth& auth, uint64_t* nonce) {
+    auto key = crypto::PublicKey::FromBytes(AsBytes(auth.researcher()));
+    if (!key.ok() || *key != researcher_) {
+      return {grpc::StatusCode::PERMISSION_DENIED, "not a registered researcher"};
+    }
+    Bytes message = ledger::GateRequestMessage(chain_id_, method, auth.nonce(), AsBytes(payload));
+    if (!key->Verify(message, AsBytes(auth.signature()))) {
+      return {grpc::StatusCode::UNAUTHENTICATED, "bad signature"};
+    }
+    const int64_t now_ns = SystemClock::Get()->NowUnixMs() * 1'000'000;
+    const int64_t skew_ns = static_cast<int64_t>(auth.nonce()) - now_ns;
+    if (skew_ns > 300'000'000'000 || skew_ns < -300'000'000'000) {
+      return {grpc::StatusCode::UNAUTHENTICATED, "nonce more than 5 minutes off"};
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!nonces_.insert(auth.nonce()).second) {
+      return {grpc::StatusCode::UNAUTHENTICATED, "nonce already used"};
+    }
+    methods_.push_back(std::string(method));
+    *nonce = auth.nonce();
+    return grpc::Status::OK;
+  }
+  grpc::Status CheckJob(std::string_view method, const v1::JobRequest& request) {
+    uint64_t nonce = 0;
+    grpc::Status checked = Check(method, request.job_id(), request.auth(), &nonce);
+    if (!checked.ok()) return checked;
+    if (request.job_id() != job_id()) {
+      return {grpc::StatusCode::NOT_FOUND, "job " + request.job_id() + " is not on this gate"};
+    }
+    return grpc::Status::OK;
+  }
+  v1::JobInfo InfoLocked() const {
+    v1::JobInfo info;
+    info.set_job_id(job_id_);
+    info.set_name("cli-job");
+    info.set_kind("training");
+    info.set_researcher(researcher_.bytes().data(), researcher_.bytes().size());
+    info.set_spec_toml(spec_toml_);
+    info.set_manifest_cid(manifest_cid_);
+    info.set_submitted_unix_ms(kTime0);
+    if (!script_.empty()) *info.mutable_progress() = script_.back();
+    info.mutable_progress()->set_job_id(job_id_);
+    return info;
+  }
+
+  const std::string chain_id_;
+  const crypto::PublicKey researcher_;
+  mutable std::mutex mu_;
+  std::string job_id_;
+  std::string spec_toml_;
+  std::string manifest_cid_;
+  std::vector<v1::JobProgress> script_;
+  std::set<uint64_t> nonces_;
+  std::vector<std::string> methods_;
+};
+
+v1::JobProgress Progress(const std::string& state, uint64_t step, double loss, double acc) {
+  v1::JobProgress p;
+  p.set_state(state);
+  p.set_step(step);
+  p.set_steps_total(20);
+  p.set_epoch(1);
+  p.set_loss(loss);
+  p.set_train_accuracy(acc);
+  p.set_test_accuracy(-1);
+  p.set_verified(step * 4);
+  p.set_eta_seconds(state == "running" ? 130 : -1);
+  return p;
+}
+
+// A researcher key, a genesis and a spec in files; a fake gate on a loopback port. The CLI runs
+// with TRUSTMOE_* cleared, so only the flags a test passes count.
+class JobCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ledger::Genesis genesis;
+    genesis.chain_id = kJobChain;
+    genesis.created_unix_ms = kTime0;
+    genesis.f = 1;
+    genesis.admin_key = KeyFromByte(9).public_key();
+    for (size_t i = 0; i < validators_.keys.size(); ++i) {
+      genesis.validators.push_back({"v" + std::to_string(i), validators_.keys[i].public_key(),
+                                    "127.0.0.1:" + std::to_string(7500 + i)});
+    }
+    ASSERT_TRUE(genesis.Validate().ok());
+    WriteFileOrDie(dir_.Sub("genesis.json"), genesis.ToJson());
+    genesis.chain_id = "another-chain";
+    WriteFileOrDie(dir_.Sub("other-genesis.json"), genesis.ToJson());
+    WriteFileOrDie(dir_.Sub("researcher.pem"), researcher_.ToPem(), 0600);
+    WriteFileOrDie(dir_.Sub("spec.toml"), std::string(kJobSpec));
+    auto server = net::StartServer("127.0.0.1:0", net::TransportConfig{}, {&gate_});
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+  }
+  void TearDown() override {
+    if (server_.server) server_.server->Shutdown();
+  }
+
+  std::string gate() const { return "127.0.0.1:" + std::to_string(server_.bound_port); }
+
+  // `trustmoe job <args>` with no TRUSTMOE_* variables.
+  ProcessResult Bare(std::vector<std::string> args) {
+    std::vector<std::string> argv = {
+        "/usr/bin/env",     "-u", "TRUSTMOE_GATE",  "-u",        "TRUSTMOE_KEY", "-u",
+        "TRUSTMOE_GENESIS", "-u", "TRUSTMOE_STORE", CliBinary(), "job"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProcess(argv, dir_.path(), std::chrono::seconds(60));
+  }
+  // The same with --gate, --key and --genesis.
+  ProcessResult Job(std::vector<std::string> args) {
+    args.insert(args.end(), {"--gate", gate(), "--key", dir_.Sub("researcher.pem"), "--genesis",
+                             dir_.Sub("genesis.json")});
+    return Bare(std::move(args));
+  }
+
+  TempDir dir_;
+  Validators validators_;
+  crypto::PrivateKey researcher_ = KeyFromByte(20);
+  FakeGate gate_{kJobChain, KeyFromByte(20).public_key()};
+  net::StartedServer server_;
+};
+
+TEST_F(JobCommandTest, SubmitSignsTheFileAsItIsAndPrintsOnlyTheJobId) {
+  ProcessResult r = Job({"submit", dir_.Sub("spec.toml")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(gate_.job_id().size(), 32u);
+  EXPECT_EQ(r.out, gate_.job_id() + "\n") << "scripts capture the id: nothing else on stdout";
+  EXPECT_EQ(gate_.spec_toml(), kJobSpec) << "the exact text, comments included";
+  EXPECT_EQ(gate_.methods(), std::vector<std::string>{"SubmitJob"});
+
+  // Signed for another chain, the request does not verify at the gate: the error names it.
+  std::vector<std::string> args = {
+      "submit", dir_.Sub("spec.toml"),      "--gate",    gate(),
+      "--key",  dir_.Sub("researcher.pem"), "--genesis", dir_.Sub("other-genesis.json")};
+  r = Bare(args);
+  ExpectCleanError(r, "gate " + gate() + ": bad signature");
+  EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
+  // Another researcher's key.
+  WriteFileOrDie(dir_.Sub("mallory.pem"), KeyFromByte(33).ToPem(), 0600);
+  args[5] = dir_.Sub("mallory.pem");
+  args[7] = dir_.Sub("genesis.json");
+  ExpectCleanError(Bare(args), "not a registered researcher");
+}
+
+TEST_F(JobCommandTest, WatchExitsZeroOnlyWhenTheJobCompleted) {
+  ASSERT_EQ(Job({"submit", dir_.Sub("spec.toml")}).exit_code, 0);
+  const std::string id = gate_.job_id();
+  v1::JobProgress done = Progress("completed", 20, 0.3812, 0.9);
+  done.set_test_accuracy(0.864);
+  done.set_rejected(1);
+  const std::string manifest = "sha256-tree:" + std::string(64, 'c');
+  gate_.Script({Progress("queued", 0, 0, 0), Progress("running", 10, 0.6123, 0.781),
+                Progress("evaluating", 20, 0.4, 0.85), done},
+               manifest);
+  ProcessResult r = Job({"watch", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Not a terminal: one line per change of state or 5 % of the steps.
+  EXPECT_NE(r.err.find("queued\n"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[step 10/20 50%] epoch 1 loss 0.6123 acc 78.1% verified 40 rejected 0 "
+                       "ETA 2m10s\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("evaluating [step 20/20 100%]"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("job " + id +
+                       " completed: test accuracy 86.4%, loss 0.3812, 20 steps, verified 80, "
+                       "rejected 1\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("manifest " + manifest), std::string::npos) << r.out;
+
+  // Failed and cancelled jobs exit 1 with their detail.
+  v1::JobProgress failed = Progress("failed", 10, 0.6, 0.7);
+  failed.set_detail("no edge holds expert 3");
+  gate_.Script({Progress("running", 10, 0.6, 0.7), failed});
+  r = Job({"watch", id});
+  ExpectCleanError(r, "job " + id + " failed: no edge holds expert 3");
+  EXPECT_NE(r.out.find("job " + id + " failed: no edge holds expert 3"), std::string::npos);
+  v1::JobProgress cancelled = Progress("cancelled", 3, 0.9, 0.4);
+  gate_.Script({cancelled});
+  ExpectCleanError(Job({"watch", id}), "job " + id + " cancelled");
+
+  // A stream that ends before the job did is an error, not a success.
+  gate_.Script({Progress("running", 10, 0.6, 0.7)});
+  ExpectCleanError(Job({"watch", id}), "ended before the job did");
+
+  // submit --watch: the id first, then the outcome.
+  gate_.Script({Progress("running", 10, 0.6, 0.7), done});
+  r = Job({"submit", dir_.Sub("spec.toml"), "--watch"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(gate_.job_id() + "\n", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" completed: test accuracy 86.4%"), std::string::npos) << r.out;
+}
+
+TEST_F(JobCommandTest, ListCancelAndResult) {
+  ASSERT_EQ(Job({"submit", dir_.Sub("spec.toml")}).exit_code, 0);
+  const std::string id = gate_.job_id();
+  auto store = storage::testing::StoreProcess::Start();
+  ASSERT_NE(store, nullptr);
+  const std::string manifest_json = "{\"format\": \"trustmoe-model-manifest/v1\"}\n";
+  auto put = store->Client()->Put(AsBytes(manifest_json));
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  v1::JobProgress done = Progress("completed", 20, 0.3812, 0.9);
+  done.set_test_accuracy(0.864);
+  gate_.Script({done}, put->cid.ToString());
+
+  ProcessResult r = Job({"list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json jobs = ParseJson(r);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["job_id"], id);
+  EXPECT_EQ(jobs[0]["researcher"], researcher_.public_key().Hex());
+  EXPECT_EQ(jobs[0]["progress"]["state"], "completed");
+  EXPECT_EQ(jobs[0]["spec_toml"], kJobSpec);
+  r = Job({"list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(id), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("86.4%"), std::string::npos) << r.out;
+
+  r = Job({"result", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("state       completed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("test acc    86.4%"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("manifest    " + put->cid.ToString()), std::string::npos) << r.out;
+  // -o downloads the manifest from the store, verified against its CID.
+  r = Job({"result", id, "-o", dir_.Sub("manifest.json"), "--store", store->endpoint(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r)["output_file"], dir_.Sub("manifest.json"));
+  EXPECT_EQ(ReadText(dir_.Sub("manifest.json")), manifest_json);
+
+  r = Job({"cancel", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job " + id + " cancelled\n");
+
+  // The gate's refusals name the gate; a malformed id is refused before any call.
+  const std::string unknown(32, 'a');
+  r = Job({"cancel", unknown});
+  ExpectCleanError(r, "gate " + gate() + ": job " + unknown + " is not on this gate");
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << r.err;
+  const size_t calls = gate_.methods().size();
+  ExpectCleanError(Job({"result", "NOT-AN-ID"}), "not lowercase hex");
+  EXPECT_EQ(gate_.methods().size(), calls);
+}
+
+TEST_F(JobCommandTest, AnUnreachableGateIsNamed) {
+  const std::string closed = "127.0.0.1:" + std::to_string(FreePort());
+  ProcessResult r = Bare({"list", "--gate", closed, "--key", dir_.Sub("researcher.pem"),
+                          "--genesis", dir_.Sub("genesis.json"), "--timeout-ms", "5000"});
+  ExpectCleanError(r, "gate " + closed);
+  EXPECT_NE(r.err.find("UNAVAILABLE"), std::string::npos) << r.err;
+}
+
+TEST_F(JobCommandTest, AMalformedSpecFailsWithFileAndLineBeforeAnyNetworkCall) {
+  // A listening socket stands for the gate: nothing may connect to it.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string listening = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  // Out-of-range values are named by field (job_spec.h checks them after reading the file).
+  const std::pair<std::string, std::string> cases[] = {
+      {"[job]\nname = \"j\"\n[model]\nexprts = 4\n", ":4: unknown key 'exprts'"},
+      {"[job]\nname = 7\n", ":2: 'job.name' must be a string"},
+      {"[job\nname = \"j\"\n", ":1"},  // not TOML
+      {"[job]\nname = \"j\"\n[model]\nexperts = 300\n", ": job spec: model.experts"},
+      {"[job]\nname = \"j\"\n[model]\nexperts = 4\ntop_k = 5\n", ": job spec: model.top_k"},
+  };
+  for (const auto& [text, line] : cases) {
+    const std::string spec = dir_.Sub("bad.toml");
+    WriteFileOrDie(spec, text);
+    // Neither the key nor the genesis exists: the spec is checked before they are read.
+    ProcessResult r = Bare({"submit", spec, "--gate", listening, "--key", dir_.Sub("no.pem"),
+                            "--genesis", dir_.Sub("no.json")});
+    ExpectCleanError(r, spec + line);
+    EXPECT_EQ(r.out, "") << text;
+  }
+  ExpectCleanError(Bare({"submit", dir_.Sub("missing.toml"), "--gate", listening}), "missing.toml");
+  sockaddr_in peer{};
+  socklen_t peer_len = sizeof(peer);
+  EXPECT_LT(::accept(listener, reinterpret_cast<sockaddr*>(&peer), &peer_len), 0)
+      << "the CLI connected to the gate";
+  EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << errno;
+  ::close(listener);
+  EXPECT_TRUE(gate_.methods().empty());
+}
+
+TEST_F(JobCommandTest, MissingGateKeyOrGenesisIsNamed) {
+  const std::string spec = dir_.Sub("spec.toml");
+  ExpectCleanError(Bare({"submit", spec}), "pass --gate host:port (or set TRUSTMOE_GATE)");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"watch", std::string(32, 'a')}, std::vector<std::string>{"list"},
+        std::vector<std::string>{"cancel", std::string(32, 'a')},
+        std::vector<std::string>{"result", std::string(32, 'a')}}) {
+    ExpectCleanError(Bare(args), "--gate");
+  }
+  ExpectCleanError(Bare({"submit", spec, "--gate", gate()}), "--key FILE or set TRUSTMOE_KEY");
+  ExpectCleanError(Bare({"submit", spec, "--gate", gate(), "--key", dir_.Sub("no.pem")}),
+                   "researcher key");
+  ExpectCleanError(Bare({"submit", spec, "--gate", gate(), "--key", dir_.Sub("researcher.pem")}),
+                   "--genesis FILE (or set TRUSTMOE_GENESIS)");
+  // TRUSTMOE_GATE stands for --gate.
+  ProcessResult r = RunProcess(
+      {"/usr/bin/env", "-u", "TRUSTMOE_KEY", "TRUSTMOE_GATE=" + gate(), CliBinary(), "job", "list"},
+      dir_.path(), std::chrono::seconds(60));
+  ExpectCleanError(r, "TRUSTMOE_KEY");
+  EXPECT_TRUE(gate_.methods().empty());
+}
+
+TEST_F(JobCommandTest, UnknownFlagsAndMissingArgumentsAreUsageErrors) {
+  const std::vector<std::string> cases[] = {
+      {"submit", dir_.Sub("spec.toml"), "--bogus"},
+      {"list", "--watch"},
+      {"watch"},
+      {"cancel"},
+      {"result"},
+      {"frobnicate"},
+      {},
+      {"result", std::string(32, 'a'), "--out"},
+  };
+  for (const std::vector<std::string>& args : cases) {
+    std::string joined;
+    for (const std::string& a : args) joined += a + " ";
+    ProcessResult r = Bare(args);
+    EXPECT_NE(r.exit_code, 0) << joined;
+    EXPECT_EQ(r.signal, 0) << joined;
+    EXPECT_FALSE(r.err.empty()) << joined;
+    EXPECT_EQ(r.err.find("trustmoe: error:"), std::string::npos)
+        << joined << ": a usage error, not a failed command: " << r.err;
+  }
+  EXPECT_NE(Bare({"submit", dir_.Sub("spec.toml"), "--bogus"}).err.find("--bogus"),
+            std::string::npos);
+  EXPECT_TRUE(gate_.methods().empty());
 }
 
 }  // namespace

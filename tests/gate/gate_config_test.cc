@@ -281,8 +281,9 @@ TEST(GateConfigTest, BoundsAreInclusive) {
     auto config = ParseWith("", sections);
     ASSERT_TRUE(config.ok()) << sections << ": " << config.status().ToString();
   }
-  auto config = ParseWith("", "[jobs]\nconcurrent_max = 64\nrequest_bytes_max = 67108864\n"
-                              "[edges]\ntensor_bytes_max = 4294967296\n");
+  auto config = ParseWith("",
+                          "[jobs]\nconcurrent_max = 64\nrequest_bytes_max = 67108864\n"
+                          "[edges]\ntensor_bytes_max = 4294967296\n");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->jobs_concurrent_max, 64u);
   EXPECT_EQ(config->request_bytes_max, 64ull << 20);
