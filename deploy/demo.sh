@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # TrustMoE demo. Installs what is missing, builds, starts a local trustmoe-store on loopback,
-# round-trips a blob through the `trustmoe` CLI (put, stat, get, verify), starts a cluster of
-# 4 PBFT validators, records nodes and an expert on the ledger, starts an edge that refuses to
-# serve until it is registered, calls the expert on it and checks the result commitment it
-# signs and commits, waits for the validators' verdict on it (they re-compute a sample of its
-# rows), audits the ledger online and offline, and stops everything.
+# round-trips a blob through the `trustmoe` CLI, starts a cluster of 4 PBFT validators (each
+# re-computes a sample of every expert result against the store), 3 edges and a gate, registers
+# them on the chain, and has a researcher train an 8-expert top-2 MoE on Fashion-MNIST over the
+# edges with verify = sync: progress, test accuracy, the job's record and verdicts on the
+# ledger, then audits the ledger online and offline, and stops everything.
 # BUILD_DIR overrides the build directory; the demo's state lives in .demo/ (removed at start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,13 +20,23 @@ rm -rf "$demo"
 mkdir -p "$demo"
 
 store_pid=""
-edge_pid=""
+gate_pid=""
+edge_pids=()
+edge_ports=()
+edge_https=()
 cluster_up=""
 cleanup() {
-  if [ -n "$edge_pid" ] && kill -0 "$edge_pid" 2>/dev/null; then
-    kill -TERM "$edge_pid"
-    wait "$edge_pid" 2>/dev/null || true
+  if [ -n "$gate_pid" ] && kill -0 "$gate_pid" 2>/dev/null; then
+    kill -TERM "$gate_pid"
+    wait "$gate_pid" 2>/dev/null || true
   fi
+  local p
+  for p in "${edge_pids[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then
+      kill -TERM "$p"
+      wait "$p" 2>/dev/null || true
+    fi
+  done
   if [ -n "$cluster_up" ]; then
     deploy/local/cluster.sh down >/dev/null 2>&1 || true
   fi
@@ -55,8 +65,10 @@ echo "==> keys"
 "$cli" keygen -o "$demo/writer.key" | sed 's/^/    /'
 writer_hex=$("$cli" key pub "$demo/writer.key")
 "$cli" keygen -o "$demo/researcher.key" >/dev/null
-"$cli" keygen -o "$demo/edge.key" >/dev/null
-edge_hex=$("$cli" key pub "$demo/edge.key")
+"$cli" keygen -o "$demo/gate.key" >/dev/null
+for e in 1 2 3; do "$cli" keygen -o "$demo/edge$e.key" >/dev/null; done
+writers="\"$writer_hex\", \"$("$cli" key pub "$demo/gate.key")\""
+for e in 1 2 3; do writers="$writers, \"$("$cli" key pub "$demo/edge$e.key")\""; done
 
 echo "==> starting trustmoe-store on loopback"
 cat >"$demo/store.toml" <<TOML
@@ -67,7 +79,7 @@ port_file = "$demo/store.ports"
 [http]
 listen = "127.0.0.1:0"
 [auth]
-writers = ["$writer_hex", "$edge_hex"]   # the edge uploads the tensors of its results
+writers = [$writers]   # the gate uploads experts and checkpoints, edges their results
 TOML
 "$bin/src/storage/trustmoe-store" --config "$demo/store.toml" 2>"$demo/store.log" &
 store_pid=$!
@@ -96,20 +108,15 @@ deploy/local/cluster.sh up | sed 's/^/    /'
 export TRUSTMOE_VALIDATOR="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2)),127.0.0.1:$((BASE_PORT + 3))"
 export TRUSTMOE_GENESIS="$CLUSTER_DIR/genesis.json"
 
-echo "==> a researcher makes an expert file (swiglu 256 -> 1024 -> 256) and stores it"
-"$cli" expert new --arch swiglu --d-model 256 --d-ff 1024 --seed 1 \
-  -o "$demo/expert.safetensors" | sed 's/^/    /'
-expert_cid=$("$cli" store put "$demo/expert.safetensors" --pin)
-expert_size=$(stat -c %s "$demo/expert.safetensors")
-
-echo "==> starting trustmoe-edge (cpu, f32): it refuses to serve until the chain registers it"
-mkdir -p "$demo/edge"
-cat >"$demo/edge.toml" <<TOML
+echo "==> starting 3 edges (cpu, f32); each refuses to serve until the chain registers it"
+for e in 1 2 3; do
+  mkdir -p "$demo/edge$e"
+  cat >"$demo/edge$e.toml" <<TOML
 listen = "127.0.0.1:0"
-identity_key = "$demo/edge.key"
-data_dir = "$demo/edge"
+identity_key = "$demo/edge$e.key"
+data_dir = "$demo/edge$e"
 genesis = "$CLUSTER_DIR/genesis.json"
-port_file = "$demo/edge.ports"
+port_file = "$demo/edge$e.ports"
 [http]
 listen = "127.0.0.1:0"
 [store]
@@ -119,52 +126,81 @@ registration_check_ms = 300
 [runtime]
 device = "cpu"
 TOML
-"$bin/src/edge/trustmoe-edge" --config "$demo/edge.toml" 2>"$demo/edge.log" &
-edge_pid=$!
-wait_for_ports "$edge_pid" "$demo/edge.ports" "$demo/edge.log" 300
-read -r edge_port edge_http <"$demo/edge.ports"
-sleep 1
-echo "    gRPC 127.0.0.1:$edge_port, healthz: $(curl -sS "http://127.0.0.1:$edge_http/healthz")"
+  "$bin/src/edge/trustmoe-edge" --config "$demo/edge$e.toml" 2>"$demo/edge$e.log" &
+  edge_pids+=($!)
+done
+for e in 1 2 3; do
+  wait_for_ports "${edge_pids[$((e - 1))]}" "$demo/edge$e.ports" "$demo/edge$e.log" 300
+  read -r port http <"$demo/edge$e.ports"
+  edge_ports+=("$port")
+  edge_https+=("$http")
+  echo "    edge$e gRPC 127.0.0.1:$port, healthz: $(curl -sS "http://127.0.0.1:$http/healthz")"
+done
 
-echo "==> admin registers a researcher and the edge; the researcher publishes the expert"
+echo "==> starting trustmoe-gate (the job service; it keeps the backbone, gating and data)"
+mkdir -p "$demo/gate"
+cat >"$demo/gate.toml" <<TOML
+listen = "127.0.0.1:0"
+identity_key = "$demo/gate.key"
+data_dir = "$demo/gate"
+genesis = "$CLUSTER_DIR/genesis.json"
+port_file = "$demo/gate.ports"
+[http]
+listen = "127.0.0.1:0"
+[store]
+endpoints = ["127.0.0.1:$grpc_port"]
+TOML
+"$bin/src/gate/trustmoe-gate" --config "$demo/gate.toml" 2>"$demo/gate.log" &
+gate_pid=$!
+wait_for_ports "$gate_pid" "$demo/gate.ports" "$demo/gate.log" 300
+read -r gate_port gate_http <"$demo/gate.ports"
+echo "    gRPC 127.0.0.1:$gate_port, healthz: $(curl -sS "http://127.0.0.1:$gate_http/healthz")"
+export TRUSTMOE_GATE="127.0.0.1:$gate_port"
+
+echo "==> the admin registers the researcher, the gate and the 3 edges on the chain"
 "$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/researcher.key.pub" \
   --role researcher --name demo-researcher | sed 's/^/    /'
-"$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/edge.key.pub" \
-  --role edge --name demo-edge --endpoint "127.0.0.1:$edge_port" | sed 's/^/    /'
-"$cli" expert publish --key "$demo/researcher.key" --cid "$expert_cid" --name demo/expert-0 \
-  --arch swiglu --size "$expert_size" | sed 's/^/    /'
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$edge_http/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
+"$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/gate.key.pub" \
+  --role gate --name demo-gate --endpoint "127.0.0.1:$gate_port" | sed 's/^/    /'
+for e in 1 2 3; do
+  "$cli" node register --key "$CLUSTER_DIR/admin.pem" --node-key "$demo/edge$e.key.pub" \
+    --role edge --name "edge$e" --endpoint "127.0.0.1:${edge_ports[$((e - 1))]}" | sed 's/^/    /'
 done
-echo "    edge healthz: $(curl -sS "http://127.0.0.1:$edge_http/healthz")"
+for e in 1 2 3; do
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:${edge_https[$((e - 1))]}/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "    edge$e healthz: $(curl -sS "http://127.0.0.1:${edge_https[$((e - 1))]}/healthz")"
+done
 
-echo "==> the expert runs on the edge; its signed result commitment is checked and committed"
-"$cli" expert input --rows 64 --d-model 256 --seed 7 -o "$demo/x.safetensors" >/dev/null
-"$cli" expert call --edge "127.0.0.1:$edge_port" --cid "$expert_cid" --job demo-job --step 1 \
-  --input "$demo/x.safetensors" -o "$demo/y-edge.safetensors" | sed 's/^/    /'
-"$cli" expert run "$demo/expert.safetensors" --input "$demo/x.safetensors" \
-  -o "$demo/y-local.safetensors" >/dev/null
-cmp "$demo/y-edge.safetensors" "$demo/y-local.safetensors"
-echo "    the edge's output is byte-identical to trustmoe expert run on this machine"
-curl -fsS "http://127.0.0.1:$edge_http/metrics" \
-  | grep -E '^trustmoe_edge_(requests_total|rows_total|outbox_depth|results_delivered_total) ' \
+echo "==> an unregistered key cannot submit a job"
+if TRUSTMOE_KEY="$demo/writer.key" "$cli" job submit examples/jobs/fmnist-moe.toml \
+  2>"$demo/unregistered.err"; then
+  echo "a job from an unregistered key was accepted" >&2
+  exit 1
+fi
+sed 's/^/    /' "$demo/unregistered.err"
+
+echo "==> the researcher submits examples/jobs/fmnist-moe.toml: an 8-expert top-2 MoE trained"
+echo "    on Fashion-MNIST over the 3 edges, every expert on 2 of them, verify = sync"
+export TRUSTMOE_KEY="$demo/researcher.key"
+job_id=$("$cli" job submit examples/jobs/fmnist-moe.toml)
+echo "    job $job_id"
+"$cli" job watch "$job_id" | sed 's/^/    /'
+"$cli" job result "$job_id" | sed 's/^/    /'
+echo "==> the job on the ledger: its record, placement and the verdicts on its expert results"
+# The record and placement, then the summary of the verdicts (the per-result table is long).
+"$cli" ledger job "$job_id" | awk 'NF == 0 { table = 1 } !table { print } END { print }' \
   | sed 's/^/    /'
-echo "==> the validators re-compute a sample of the result's rows and vote; 3 of 4 make the verdict"
-job_json=""
-for _ in $(seq 1 300); do
-  job_json=$("$cli" ledger job demo-job --json 2>/dev/null || true)
-  if grep -q '"results": 1' <<<"$job_json" && grep -q '"pending": 0' <<<"$job_json"; then break; fi
-  sleep 0.1
-done
-"$cli" ledger job demo-job | sed 's/^/    /'
-if ! grep -q '"accepted": 1' <<<"$job_json"; then
-  echo "the demo's result did not get an ACCEPTED verdict within 30 s" >&2
+job_json=$("$cli" ledger job "$job_id" --json)
+if ! grep -q '"completed"' <<<"$job_json"; then
+  echo "the job is not recorded as completed on the ledger" >&2
   exit 1
 fi
 echo "==> a registration signed by the researcher instead of the admin is refused (the CLI checks"
 echo "    first; validators refuse such a transaction too, with PERMISSION_DENIED)"
-if "$cli" node register --key "$demo/researcher.key" --node-key "$demo/edge.key.pub" \
+if "$cli" node register --key "$demo/researcher.key" --node-key "$demo/edge1.key.pub" \
   --role gate --name forged 2>"$demo/forged.err"; then
   echo "forged registration was accepted" >&2
   exit 1
@@ -176,10 +212,13 @@ echo "==> the auditor's view"
 "$cli" ledger nodes | sed 's/^/    /'
 "$cli" ledger verify | sed 's/^/    /'
 
-echo "==> stopping the edge, the validators and the store (SIGTERM)"
-kill -TERM "$edge_pid"
-wait "$edge_pid"
-edge_pid=""
+echo "==> stopping the gate, the edges, the validators and the store (SIGTERM)"
+kill -TERM "$gate_pid"
+wait "$gate_pid"
+gate_pid=""
+for p in "${edge_pids[@]}"; do kill -TERM "$p"; done
+for p in "${edge_pids[@]}"; do wait "$p"; done
+edge_pids=()
 deploy/local/cluster.sh down | sed 's/^/    /'
 cluster_up=""
 kill -TERM "$store_pid"
@@ -188,4 +227,4 @@ store_pid=""
 echo "==> offline audit of validator v2's ledger (opened read-only)"
 "$cli" ledger verify --data-dir "$CLUSTER_DIR/v2/data" | sed 's/^/    /'
 echo
-echo "demo OK. Still to come: a gate training an 8-expert top-2 model on Fashion-MNIST over 3 edges."
+echo "demo OK"
