@@ -193,6 +193,17 @@ Result<EdgeConfig> Read(ConfigTable root) {
   TRUSTMOE_RETURN_IF_ERROR(ReadStoreAndChain(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(ReadRuntime(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));
+  {
+    TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable attack, root.Table("attack"));
+    TRUSTMOE_RETURN_IF_ERROR(attack.Get("mode", &config.attack.mode));
+    TRUSTMOE_RETURN_IF_ERROR(attack.Get("kinds", &config.attack.kinds));
+    TRUSTMOE_RETURN_IF_ERROR(attack.Get("honest_calls", &config.attack.honest_calls));
+    TRUSTMOE_RETURN_IF_ERROR(attack.Get("fraction", &config.attack.fraction));
+    TRUSTMOE_RETURN_IF_ERROR(attack.Get("seed", &config.attack.seed));
+    if (Status s = config.attack.Validate(); !s.ok()) {
+      return s.WithContext(attack.Where("mode"));
+    }
+  }
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
   TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
   TRUSTMOE_RETURN_IF_ERROR(root.CheckNoUnknownKeys());

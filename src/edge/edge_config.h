@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "edge/attack.h"
 #include "common/status.h"
 #include "net/transport.h"
 
@@ -54,6 +55,9 @@ struct EdgeConfig {
   int64_t outbox_retry_min_ms = 500;      // first retry back-off, doubling up to the max
   int64_t outbox_retry_max_ms = 30000;    // largest retry back-off
   uint32_t outbox_entries_max = 1000000;  // most entries waiting in the outbox
+
+  // [attack] fault injection for experiments only (edge/attack.h); mode "none" by default.
+  AttackConfig attack;
 };
 
 // Reads and checks the file: unknown keys, wrong types, missing required keys (identity_key,

@@ -112,6 +112,12 @@ EdgeNode::EdgeNode(Parts parts, MetricsRegistry* metrics)
       chain_(std::move(parts.chain)),
       outbox_(std::move(parts.outbox)) {
   status_.detail = "registration not checked yet";
+  if (config_.attack.enabled()) {
+    attacker_ = std::make_unique<Attacker>(config_.attack);
+    TM_WARN("[attack] is configured (mode {}): this edge ALTERS its results before signing them; "
+            "it exists for experiments only",
+            config_.attack.mode);
+  }
   requests_total_ = metrics->GetCounter("trustmoe_edge_requests_total", "Expert calls answered");
   rows_total_ = metrics->GetCounter("trustmoe_edge_rows_total", "Activation rows computed");
   refused_total_ = metrics->GetCounter("trustmoe_edge_refused_total", "Expert calls refused");
@@ -236,7 +242,8 @@ void EdgeNode::RegistrationLoop() {
 Status EdgeNode::Admit() {
   if (!serving_calls_) return Status::Unavailable("this edge is shutting down");
   EdgeStatus s = status();
-  if (!s.serving()) {
+  // A malicious edge (fault injection) ignores its blacklisting, as an attacker would.
+  if (!s.serving() && !(attacker_ != nullptr && s.standing == Standing::kBlacklisted)) {
     return Status::FailedPrecondition("this edge does not serve: " + s.detail);
   }
   return Status::Ok();
@@ -400,6 +407,10 @@ Result<CallResult> EdgeNode::Call(const CallRequest& req) {
         "the expert's output holds NaN or infinity at row " + std::to_string(bad / y.cols) +
         " (inputs too large for the expert or for " + std::string(DTypeName(y.dtype)) +
         "?); nothing was committed"));
+  }
+  if (attacker_ != nullptr) {
+    std::string kind = attacker_->Apply(&y);
+    if (!kind.empty()) TM_DEBUG("attack: altered a {} result ({})", req.kind == ledger::CallKind::kForward ? "forward" : "backward", kind);
   }
   CallResult result;
   TRUSTMOE_ASSIGN_OR_RETURN(result.output, WriteActivations(y));

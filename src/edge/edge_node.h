@@ -177,6 +177,7 @@ class EdgeNode {
   std::unique_ptr<storage::BlobCache> cache_;
   std::unique_ptr<chain::ChainClient> chain_;
   std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<Attacker> attacker_;  // [attack] fault injection; null unless configured
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
