@@ -511,7 +511,7 @@ Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
                                    std::to_string(config_.submit_timeout_ms) +
                                    " ms: call Update again once it is committed");
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
   }
 

@@ -262,6 +262,45 @@ class EdgeExperts::Impl {
     return Status::Ok();
   }
 
+  Status Settle() {
+    std::vector<std::pair<crypto::PublicKey, uint64_t>> results;
+    {
+      std::lock_guard lock(mu_);
+      results.swap(unsettled_);
+    }
+    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.verdict_timeout_ms);
+    size_t rejected = 0, late = 0;
+    for (const auto& [edge, nonce] : results) {
+      auto verdict = tracker_->Wait(edge, nonce, deadline);
+      if (!verdict) {
+        ++late;
+        // An edge whose results get no verdict is not used again for this job: its results
+        // may never have reached the chain.
+        Drop(edge, "no verdict on result " + std::to_string(nonce) + " within " +
+                       std::to_string(options_.verdict_timeout_ms) + " ms");
+      } else if (!*verdict) {
+        ++rejected;  // the tracker dropped the edge
+      }
+    }
+    if (rejected == 0 && late == 0) return Status::Ok();
+    {
+      std::lock_guard lock(mu_);
+      for (Slot& slot : slots_) slot.sources.clear();
+      stats_.rerouted += rejected + late;
+    }
+    std::vector<uint32_t> changed;
+    {
+      std::lock_guard lock(mu_);
+      changed.swap(pending_placement_);
+    }
+    if (!changed.empty()) {
+      Status s = RecordPlacement(changed);
+      if (!s.ok()) TM_WARN("job {}: recording the new placement: {}", options_.job, s.ToString());
+    }
+    return Status::Aborted(std::to_string(rejected) + " result(s) REJECTED and " +
+                           std::to_string(late) + " without a verdict in time");
+  }
+
   std::vector<std::string> ExpertCids() const {
     std::lock_guard lock(mu_);
     std::vector<std::string> out;
@@ -579,17 +618,9 @@ class EdgeExperts::Impl {
         std::lock_guard lock(mu_);
         edges_[edge].failures = 0;
       }
-      if (options_.spec.verify == VerifyMode::kSync) {
-        auto verdict = tracker_->Wait(
-            edge, nonce, Clock::now() + std::chrono::milliseconds(options_.verdict_timeout_ms));
-        if (!verdict) {
-          TM_WARN("job {}: no verdict on edge {}'s result {} after {} ms; re-routing",
-                  options_.job, Hex8(edge), nonce, options_.verdict_timeout_ms);
-          continue;
-        }
-        if (!*verdict) continue;  // REJECTED: the tracker dropped the edge
-      }
       std::lock_guard lock(mu_);
+      // verify = sync: the verdict is waited for in Settle, for all of a step's results at once.
+      if (options_.spec.verify == VerifyMode::kSync) unsettled_.push_back({edge, nonce});
       ++stats_.calls;
       if (kind == Kind::kBackward) slots_[index].sources[edge].push_back(nonce);
       return output;
@@ -627,12 +658,27 @@ class EdgeExperts::Impl {
     std::copy(response.update_id().begin(), response.update_id().end(), id.begin());
     // The new version is usable once its update is on the chain (the child is published then,
     // and its file is in the store: the edge uploads before it submits).
+    // The chain refuses an update whose child is published already: the same step from the same
+    // start computed by an earlier job (training is deterministic). That child is as good.
+    const std::string child_key = "expert/" + response.child_cid();
     const auto deadline = Clock::now() + std::chrono::milliseconds(options_.commit_timeout_ms);
-    for (;;) {
+    for (int poll = 1;; ++poll) {
       auto tx = chain_->GetTx(id);
       if (tx.ok()) break;
-      if (tx.status().code() != StatusCode::kNotFound || Clock::now() > deadline) {
+      if (tx.status().code() != StatusCode::kNotFound) {
         return tx.status().WithContext("waiting for the update to commit");
+      }
+      if (poll % 8 == 0) {
+        auto page = chain_->ScanState(child_key, "", 1);
+        if (page.ok() && !page->entries.empty() && page->entries[0].first == child_key) {
+          TM_DEBUG("job {}: the child {} of step {} is published; continuing on it", options_.job,
+                   response.child_cid(), step);
+          break;
+        }
+      }
+      if (Clock::now() > deadline) {
+        return Status::DeadlineExceeded("the update is not on the chain after " +
+                                        std::to_string(options_.commit_timeout_ms) + " ms");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(kCommitPollMs));
     }
@@ -646,6 +692,7 @@ class EdgeExperts::Impl {
   std::map<crypto::PublicKey, EdgeConn> edges_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> pending_placement_;
+  std::vector<std::pair<crypto::PublicKey, uint64_t>> unsettled_;  // results awaiting a verdict
   ExpertCallStats stats_;
   std::unique_ptr<VerdictTracker> tracker_;
 };
@@ -672,6 +719,7 @@ std::vector<std::optional<edge::HostTensor>> EdgeExperts::Backward(
   return impl_->Run(Kind::kBackward, layer, step, routed, &grad_outputs);
 }
 
+Status EdgeExperts::Settle() { return impl_->Settle(); }
 Status EdgeExperts::Update(uint64_t step) { return impl_->Update(step); }
 std::vector<std::string> EdgeExperts::ExpertCids() const { return impl_->ExpertCids(); }
 ExpertCallStats EdgeExperts::Stats() const { return impl_->Stats(); }

@@ -54,6 +54,7 @@ class EdgeExperts final : public ExpertBackend {
   std::vector<std::optional<edge::HostTensor>> Backward(
       uint32_t layer, uint64_t step, const std::vector<ExpertRows>& routed,
       const std::vector<std::optional<edge::HostTensor>>& grad_outputs) override;
+  Status Settle() override;
   Status Update(uint64_t step) override;
   std::vector<std::string> ExpertCids() const override;
   ExpertCallStats Stats() const override;

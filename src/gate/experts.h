@@ -39,6 +39,11 @@ class ExpertBackend {
   virtual std::vector<std::optional<edge::HostTensor>> Backward(
       uint32_t layer, uint64_t step, const std::vector<ExpertRows>& routed,
       const std::vector<std::optional<edge::HostTensor>>& grad_outputs) = 0;
+  // verify = sync: waits for the verdicts on every result used since the last Settle. Aborted
+  // when one was REJECTED or had no verdict in time (its edge is dropped or avoided): the caller
+  // runs the step again, and nothing of it (backward results, updates) is kept. Ok at once in
+  // the other modes.
+  virtual Status Settle() { return Status::Ok(); }
   // One optimizer step on every expert with backward results since the last Update; an expert
   // whose update fails keeps its version (and the error is logged, not returned, unless every
   // update failed).

@@ -14,6 +14,8 @@ namespace {
 constexpr size_t kProgressWindow = 20;
 constexpr int64_t kPixels = kFashionMnistRows * kFashionMnistCols;
 constexpr int64_t kEvalBatch = 256;
+// Runs of one step before its rejected results fail the job (each run drops the edges at fault).
+constexpr int kStepAttempts = 5;
 
 void FillBatch(const Dataset& data, const std::vector<int64_t>& order, size_t begin, size_t end,
                std::vector<float>* images, std::vector<uint8_t>* labels) {
@@ -96,12 +98,23 @@ Status Train(const JobSpec& spec, const Dataset& train, MoeModel* model, ExpertB
     const size_t end = std::min(order.size(), begin + spec.batch_size);
     FillBatch(train, order, begin, end, &images, &labels);
 
-    TRUSTMOE_ASSIGN_OR_RETURN(StepStats stats, ForwardBatch(spec, model, experts, step, images,
-                                                            labels, /*train=*/true, &routed));
-    for (uint32_t l = spec.moe_layers; l-- > 0;) {
-      TRUSTMOE_ASSIGN_OR_RETURN(auto grad_outputs, model->BackwardLayer(l));
-      auto grad_inputs = experts->Backward(l, step, routed[l], grad_outputs);
-      TRUSTMOE_RETURN_IF_ERROR(model->SetGradInputs(l, grad_inputs));
+    // With verify = sync the step's results are settled (every verdict ACCEPTED) before
+    // anything of it is applied; a step with a rejected result runs again, re-routed.
+    StepStats stats;
+    for (int attempt = 1;; ++attempt) {
+      TRUSTMOE_ASSIGN_OR_RETURN(stats, ForwardBatch(spec, model, experts, step, images, labels,
+                                                    /*train=*/true, &routed));
+      for (uint32_t l = spec.moe_layers; l-- > 0;) {
+        TRUSTMOE_ASSIGN_OR_RETURN(auto grad_outputs, model->BackwardLayer(l));
+        auto grad_inputs = experts->Backward(l, step, routed[l], grad_outputs);
+        TRUSTMOE_RETURN_IF_ERROR(model->SetGradInputs(l, grad_inputs));
+      }
+      Status settled = experts->Settle();
+      if (settled.ok()) break;
+      if (settled.code() != StatusCode::kAborted || attempt == kStepAttempts) {
+        return settled.WithContext("step " + std::to_string(step + 1));
+      }
+      TM_WARN("step {}: {}; running it again", step + 1, settled.message());
     }
     TRUSTMOE_RETURN_IF_ERROR(model->Step());
     TRUSTMOE_RETURN_IF_ERROR(experts->Update(step));
@@ -157,8 +170,17 @@ Result<EvalResult> Evaluate(const JobSpec& spec, const Dataset& test, MoeModel* 
     if (hooks.cancelled && hooks.cancelled()) return Status::Cancelled("the job was cancelled");
     const size_t end = std::min(order.size(), begin + kEvalBatch);
     FillBatch(test, order, begin, end, &images, &labels);
-    TRUSTMOE_ASSIGN_OR_RETURN(StepStats stats, ForwardBatch(spec, model, experts, step, images,
-                                                            labels, /*train=*/false, &routed));
+    StepStats stats;
+    for (int attempt = 1;; ++attempt) {
+      TRUSTMOE_ASSIGN_OR_RETURN(stats, ForwardBatch(spec, model, experts, step, images, labels,
+                                                    /*train=*/false, &routed));
+      Status settled = experts->Settle();
+      if (settled.ok()) break;
+      if (settled.code() != StatusCode::kAborted || attempt == kStepAttempts) {
+        return settled.WithContext("evaluation batch " + std::to_string(step - step_base + 1));
+      }
+      TM_WARN("evaluation batch {}: {}; running it again", step - step_base + 1, settled.message());
+    }
     result.rows += stats.rows;
     result.correct += stats.correct;
     loss += stats.loss * static_cast<double>(stats.rows);
