@@ -15,7 +15,7 @@ items=${1:-3200}
 work="$PWD/.bench/job_bench"
 source bench/lib/stack.sh
 trap stack_down EXIT
-py=/usr/bin/python3
+py=${PYTHON:-/usr/bin/python3}
 
 echo "==> a store, 4 validators (verifying), 3 edges and a gate on loopback"
 stack_up "$work" 3

@@ -19,7 +19,7 @@ train_items=${1:-6000}
 test_items=${2:-2000}
 work="$PWD/.bench/robustness"
 out="$PWD/docs/results"
-py=/usr/bin/python3
+py=${PYTHON:-/usr/bin/python3}
 source bench/lib/stack.sh
 trap stack_down EXIT
 mkdir -p "$work" "$out"

@@ -7,7 +7,8 @@
 #   stack_wait ID             wait for the job to end; prints `trustmoe job result --json`
 #   stack_down                stop everything (also on exit)
 #
-# Needs BIN (the build directory) and BASE_PORT (validators on BASE_PORT..BASE_PORT+3).
+# Needs BIN (the build directory) and BASE_PORT (validators on BASE_PORT..BASE_PORT+3);
+# EDGE_DEVICE (cpu; cuda on a GPU machine) and DATASET_DIR (Debian's Fashion-MNIST) are optional.
 # shellcheck shell=bash
 
 stack_pids=()
@@ -77,7 +78,7 @@ endpoints = ["127.0.0.1:$store_port"]
 [chain]
 registration_check_ms = 300
 [runtime]
-device = "cpu"
+device = "${EDGE_DEVICE:-cpu}"
 # extra
 ${!extra_var:-}
 TOML
@@ -90,6 +91,7 @@ identity_key = "$dir/gate.key"
 data_dir = "$dir/gate"
 genesis = "$TRUSTMOE_GENESIS"
 port_file = "$dir/gate.ports"
+dataset_dir = "${DATASET_DIR:-/usr/share/datasets/fashion-mnist}"
 [http]
 listen = "127.0.0.1:0"
 [store]

@@ -17,6 +17,8 @@ pkgs=(
   zlib1g-dev libbz2-dev liblz4-dev libzstd-dev libsystemd-dev nlohmann-json3-dev libcli11-dev
   libtomlplusplus-dev libtomlplusplus3 libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev
   libbrotli1 libbenchmark-dev libbenchmark1debian libsystemd0
+  # Fashion-MNIST for bench/job_bench.sh (JOB_BENCH=1 deploy/gpu/run.sh)
+  dataset-fashion-mnist
 )
 missing=()
 for p in "${pkgs[@]}"; do

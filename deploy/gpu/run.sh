@@ -8,6 +8,9 @@
 #   TESTS_ONLY=1 deploy/gpu/run.sh    build, test (no benchmarks)
 #   VERIFY_BENCH=1 (with any mode)    also bench/verify_bench (Mixtral-size check cost against
 #                                     the CUDA edge; verdict latency with 4 validators)
+#   JOB_BENCH=1 (with any mode)       also bench/job_bench.sh with CUDA edges (training
+#                                     throughput with verify off, async, sync)
+#   JOB_BENCH_ONLY=1 deploy/gpu/run.sh  build the daemons and run only bench/job_bench.sh
 # edge_runtime_test (its CPU tests and its RuntimeCuda.* GPU tests) runs on its own, in one
 # process, writing the GPU-vs-CPU error of every row to $OUT/gpu_errors.jsonl;
 # bench/expert_bench writes $OUT/expert_bench.json.
@@ -43,12 +46,16 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   || { tail -40 "$out/configure.log"; exit 1; }
 targets=()
 [ -n "${EXPERT_ONLY:-}" ] && targets=(--target edge_runtime_test expert_bench trustmoe trustmoe-expert-run)
+[ -n "${JOB_BENCH_ONLY:-}" ] && targets=(--target trustmoe trustmoe-gate trustmoe-edge trustmoe-store trustmoe-validator)
 echo "==> building ${targets[*]:-everything} with $(nproc) jobs"
 if ! cmake --build "$build" "${targets[@]}" -j "$(nproc)" -- -k 0 >"$out/build.log" 2>&1; then
   echo "!! some targets failed to build (going on with the rest):"
   grep -E "error:|FAILED" "$out/build.log" | head -20
 fi
 
+if [ -n "${JOB_BENCH_ONLY:-}" ]; then
+  BENCH_ONLY=1 JOB_BENCH=1 TESTS_ONLY=1
+fi
 if [ -z "${BENCH_ONLY:-}" ] && [ -z "${EXPERT_ONLY:-}" ]; then
   echo "==> tests (edge_runtime_test runs next, on its own)"
   ctest --test-dir "$build" -j 8 --timeout 900 -E '^edge_runtime_test\.' >"$out/ctest.log" 2>&1 \
@@ -83,6 +90,15 @@ if [ -n "${VERIFY_BENCH:-}" ]; then
   else
     echo "!! verify_bench was not built"
   fi
+fi
+
+if [ -n "${JOB_BENCH:-}" ]; then
+  echo "==> job_bench (CUDA edges)"
+  py=/usr/bin/python3
+  [ -x "$py" ] || py=$(command -v python3)
+  BUILD_DIR="$build" EDGE_DEVICE=cuda PYTHON="$py" \
+    DATASET_DIR="$deps/usr/share/datasets/fashion-mnist" bench/job_bench.sh "${JOB_BENCH_ITEMS:-3200}" \
+    2>&1 | tee "$out/job_bench.txt" || echo "!! job_bench failed"
 fi
 
 if [ -n "${TESTS_ONLY:-}" ]; then

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
@@ -412,26 +413,7 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
   if (!child.ok()) return Reject(RejectReason::kMalformedTensor, "child weights do not read");
 
   const double tolerance = params_.tolerance_update_ppm * 1e-6;
-  for (const auto& [name, ref] : reference) {
-    const std::vector<float>& p = parent.at(name);
-    const std::vector<float>& c = child->at(name);
-    for (float v : c) {
-      if (!std::isfinite(v)) {
-        return Reject(RejectReason::kMismatch, "child tensor " + name + " holds NaN or infinity");
-      }
-    }
-    // The error of the edge's weight change against the re-run's, relative to the re-run's.
-    const double change = L2(ref, &p);
-    const double e = L2(c, &ref) / std::max(change, 1e-7 * L2(p) + 1e-12);
-    ok.max_error = std::max(ok.max_error, e);
-    if (!(e <= tolerance)) {
-      Outcome bad = Reject(RejectReason::kMismatch,
-                           "tensor " + name + ": relative error of the update " + FormatError(e) +
-                               " > tolerance " + FormatError(tolerance));
-      bad.max_error = e;
-      return bad;
-    }
-  }
+  // The new optimizer state first: the weight check below builds on it.
   if (!body.child_state_cid.empty()) {
     TRUSTMOE_ASSIGN_OR_RETURN(Bytes ref_state_file, runtime_->ExportOptimizerState(train_key));
     TRUSTMOE_ASSIGN_OR_RETURN(auto ref_state, TensorsOf(ref_state_file));
@@ -464,6 +446,61 @@ Result<Outcome> ResultVerifier::VerifyUpdate(const ledger::UpdateRecord& record,
         return Reject(RejectReason::kMismatch, "optimizer state " + std::string(key) + " is not " +
                                                    want->second + " as the step gives");
       }
+    }
+  }
+  // A stateful step's weight change is checked against the change the edge's own new state
+  // gives (docs/verification.md, "Expert updates"): Adam divides by sqrt(v), so where a
+  // gradient is near zero an honest GPU's rounding can flip the change of an element from 0 to
+  // +-lr; the state itself (m, v, momentum: linear or quadratic in the gradient) is compared
+  // with the re-run below, and the weights must follow from it.
+  std::map<std::string, std::vector<float>> claimed_state;
+  double adam_steps = 0;
+  if (!body.child_state_cid.empty()) {
+    auto state = TensorsOf(*child_state_file);
+    auto parsed = edge::ParseSafetensors(*child_state_file);
+    if (!state.ok() || !parsed.ok()) {
+      return Reject(RejectReason::kMalformedTensor, "the child optimizer state does not read");
+    }
+    claimed_state = std::move(state).value();
+    auto steps = parsed->metadata().find("trustmoe.adam_steps");
+    if (steps != parsed->metadata().end()) adam_steps = std::atof(steps->second.c_str());
+  }
+  const ledger::OptimizerParams& opt = body.optimizer;
+  for (const auto& [name, ref] : reference) {
+    const std::vector<float>& p = parent.at(name);
+    const std::vector<float>& c = child->at(name);
+    for (float v : c) {
+      if (!std::isfinite(v)) {
+        return Reject(RejectReason::kMismatch, "child tensor " + name + " holds NaN or infinity");
+      }
+    }
+    std::vector<float> expected = ref;
+    if (opt.kind == ledger::OptimizerKind::kAdam || opt.momentum > 0) {
+      const bool adam = opt.kind == ledger::OptimizerKind::kAdam;
+      auto m = claimed_state.find((adam ? "adam_m." : "momentum.") + name);
+      auto v = claimed_state.find("adam_v." + name);
+      if (m == claimed_state.end() || m->second.size() != p.size() ||
+          (adam && (v == claimed_state.end() || v->second.size() != p.size() || adam_steps < 1))) {
+        return Reject(RejectReason::kMalformedTensor, "the child optimizer state lacks " + name);
+      }
+      const double bias1 = adam ? 1 - std::pow(opt.beta1, adam_steps) : 1;
+      const double bias2 = adam ? 1 - std::pow(opt.beta2, adam_steps) : 1;
+      for (size_t i = 0; i < p.size(); ++i) {
+        const double step = adam ? m->second[i] / (std::sqrt(std::max(0.0f, v->second[i]) / bias2) + opt.eps)
+                                 : m->second[i];
+        expected[i] = static_cast<float>(p[i] - opt.lr / bias1 * step);
+      }
+    }
+    // The error of the edge's weight change against the expected one, relative to the latter.
+    const double change = L2(expected, &p);
+    const double e = L2(c, &expected) / std::max(change, 1e-7 * L2(p) + 1e-12);
+    ok.max_error = std::max(ok.max_error, e);
+    if (!(e <= tolerance)) {
+      Outcome bad = Reject(RejectReason::kMismatch,
+                           "tensor " + name + ": relative error of the update " + FormatError(e) +
+                               " > tolerance " + FormatError(tolerance));
+      bad.max_error = e;
+      return bad;
     }
   }
   ok.rows_checked = 0;
