@@ -55,7 +55,7 @@ attack_config() {
   elif [ "$2" = training ]; then
     printf '[attack]\nmode = "intermittent"\nkinds = ["scale", "noise", "sign", "zero", "replay"]\nhonest_calls = 100\nfraction = 0.3\nseed = %s\n' "$3"
   else
-    printf '[attack]\nmode = "intermittent"\nkinds = ["scale", "noise", "sign", "zero", "replay"]\nhonest_calls = 4\nfraction = 0.5\nseed = %s\n' "$3"
+    printf '[attack]\nmode = "intermittent"\nkinds = ["scale", "noise", "sign", "zero", "replay"]\nhonest_calls = 1\nfraction = 0.5\nseed = %s\n' "$3"
   fi
 }
 
