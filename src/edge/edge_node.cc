@@ -274,16 +274,7 @@ Status EdgeNode::CheckPublished(const std::string& cid_text) {
   return Status::Ok();
 }
 
-Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
-  if (runtime_->Holds(cid_text)) {
-    auto spec = runtime_->Spec(cid_text);
-    if (spec.ok()) {
-      cache_hits_->Inc();
-      return spec;
-    }
-  }
-  std::lock_guard lock(load_mu_);
-  if (runtime_->Holds(cid_text)) return runtime_->Spec(cid_text);
+Result<Bytes> EdgeNode::ReadExpertFile(const std::string& cid_text) {
   auto cid = crypto::Cid::Parse(cid_text);
   if (!cid.ok()) return cid.status().WithContext("expert_cid");
   auto path = cache_->Fetch(*cid);
@@ -295,10 +286,25 @@ Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
   }
   auto bytes = ReadFile(*path, 64ull << 30);
   if (!bytes.ok()) return bytes.status().WithContext("cached expert");
-  if (crypto::ComputeCid(AsBytes(*bytes)) != *cid) {
+  Bytes out(bytes->begin(), bytes->end());
+  if (crypto::ComputeCid(out) != *cid) {
     return Status::DataLoss("cached file of expert " + cid_text + " changed on disk");
   }
-  Status loaded = runtime_->Load(cid_text, AsBytes(*bytes));
+  return out;
+}
+
+Result<ExpertSpec> EdgeNode::EnsureLoaded(const std::string& cid_text) {
+  if (runtime_->Holds(cid_text)) {
+    auto spec = runtime_->Spec(cid_text);
+    if (spec.ok()) {
+      cache_hits_->Inc();
+      return spec;
+    }
+  }
+  std::lock_guard lock(load_mu_);
+  if (runtime_->Holds(cid_text)) return runtime_->Spec(cid_text);
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes bytes, ReadExpertFile(cid_text));
+  Status loaded = runtime_->Load(cid_text, bytes);
   if (!loaded.ok()) {
     if (loaded.code() == StatusCode::kInvalidArgument) {
       return Status::InvalidArgument("blob " + cid_text + " is not a valid expert file: " +
@@ -516,9 +522,11 @@ Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
   }
 
   // The step, on a training copy of the parent.
-  TRUSTMOE_RETURN_IF_ERROR(EnsureLoaded(req.parent_cid).status());
+  // From the parent's file, in f32: a copy of the device's bf16 weights would start the step
+  // from rounded weights, and the child would not be the step the parent gives.
+  TRUSTMOE_ASSIGN_OR_RETURN(Bytes parent_file, ReadExpertFile(req.parent_cid));
   const std::string train_key = "update/" + req.job + "/" + std::to_string(ledger::FreshNonce());
-  TRUSTMOE_RETURN_IF_ERROR(runtime_->Clone(req.parent_cid, train_key));
+  TRUSTMOE_RETURN_IF_ERROR(runtime_->LoadTraining(train_key, parent_file));
   struct Unload {
     ExpertRuntime* rt;
     std::string key;

@@ -161,6 +161,8 @@ class EdgeNode {
   // FailedPrecondition when it is not, Unavailable when the chain cannot be asked.
   Status CheckPublished(const std::string& cid);
   Result<ExpertSpec> EnsureLoaded(const std::string& cid);
+  // The verified file of expert `cid` (through the cache).
+  Result<Bytes> ReadExpertFile(const std::string& cid);
   void RegistrationLoop();
   void DeliveryLoop();
   // Uploads the entry's blobs and submits its transaction. Ok when delivered (or already on the

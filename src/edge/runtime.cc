@@ -281,6 +281,23 @@ class TorchRuntime final : public ExpertRuntime {
     }
   }
 
+  Status LoadTraining(const std::string& key, ByteSpan file) override {
+    if (Holds(key)) return Status::AlreadyExists("expert " + key + " is held already");
+    TRUSTMOE_ASSIGN_OR_RETURN(SafetensorsFile parsed, ParseSafetensors(file));
+    TRUSTMOE_ASSIGN_OR_RETURN(ExpertSpec spec, ValidateExpert(parsed));
+    torch::NoGradGuard no_grad;
+    TRUSTMOE_ASSIGN_OR_RETURN(ExpertWeights weights,
+                              LoadExpertWeights(parsed, spec, device_, torch::kFloat32));
+    auto entry = std::make_shared<Entry>();
+    entry->key = key;
+    entry->training = true;
+    entry->bytes = weights.bytes() * 4;  // weights, gradients and Adam's two moments
+    entry->weights = std::move(weights);
+    TRUSTMOE_RETURN_IF_ERROR(MakeRoom(entry->bytes, key));
+    Insert(entry);
+    return Status::Ok();
+  }
+
   Status Step(const std::string& key, const OptimizerSpec& opt) override {
     TRUSTMOE_ASSIGN_OR_RETURN(std::shared_ptr<Entry> entry, Acquire(key));
     if (!(opt.lr > 0) || opt.momentum < 0 || opt.momentum >= 1 || opt.beta1 < 0 ||

@@ -106,8 +106,13 @@ class ExpertRuntime {
                                           bool accumulate) = 0;
 
   // Copies the expert held under `from` into a new training copy under `to` (f32 master
-  // weights on the device, whatever the compute dtype), which is never evicted.
+  // weights on the device, whatever the compute dtype), which is never evicted. The copy has
+  // the precision of `from`: a bf16 expert gives bf16-rounded master weights.
   virtual Status Clone(const std::string& from, const std::string& to) = 0;
+  // A training copy under `key` straight from an expert file, in f32 whatever the compute
+  // dtype: what an update must start from to be the step the file's weights give. Errors as
+  // Load; AlreadyExists when `key` is held.
+  virtual Status LoadTraining(const std::string& key, ByteSpan expert_file) = 0;
   // Applies the accumulated gradients with `optimizer` (its state lives with the expert) and
   // clears them. FailedPrecondition when nothing was accumulated.
   virtual Status Step(const std::string& key, const OptimizerSpec& optimizer) = 0;

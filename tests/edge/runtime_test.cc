@@ -392,6 +392,25 @@ TEST(Runtime, Bf16ComputeOnCpuIsClose) {
   EXPECT_GT(Max(errors), 0.0);  // it did compute in bf16
 }
 
+// An update must start from the parent file's f32 weights even on a bf16 edge: a clone of the
+// device's bf16 copy is rounded (and an honest GPU edge's updates were rejected for it).
+TEST(Runtime, TrainingCopyFromTheFileKeepsF32OnABf16Runtime) {
+  RuntimeOptions options;
+  options.compute_dtype = DType::kBF16;
+  auto rt = Cpu(options);
+  const Bytes file = Expert("swiglu", 32, 64, DType::kF32, 5);
+  ASSERT_TRUE(rt->Load("e", file).ok());
+  ASSERT_TRUE(rt->Clone("e", "cloned").ok());
+  ASSERT_TRUE(rt->LoadTraining("exact", file).ok());
+  Result<Bytes> cloned = rt->Export("cloned", DType::kF32);
+  Result<Bytes> exact = rt->Export("exact", DType::kF32);
+  ASSERT_TRUE(cloned.ok() && exact.ok());
+  EXPECT_EQ(*exact, file);
+  EXPECT_NE(*cloned, file);  // rounded through bf16
+  EXPECT_EQ(rt->LoadTraining("exact", file).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(rt->LoadTraining("bad", Bytes{1, 2, 3}).code(), StatusCode::kInvalidArgument);
+}
+
 TEST(Runtime, ConcurrentRequestsAreBatchedAndCorrect) {
   RuntimeOptions options;
   options.batch_wait_us = 300'000;  // long enough that all threads join one run
