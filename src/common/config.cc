@@ -260,4 +260,13 @@ Status ConfigTable::CheckNoUnknownKeys() const {
   return Status::Ok();
 }
 
+std::string ConfigKeyName(std::string_view section, std::string_view key) {
+  if (section.empty()) return std::string(key);
+  return std::string(section) + "." + std::string(key);
+}
+
+std::string ConfigAt(const ConfigTable& table, std::string_view section, std::string_view key) {
+  return table.Where(key) + ": '" + ConfigKeyName(section, key) + "'";
+}
+
 }  // namespace trustmoe

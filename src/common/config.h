@@ -86,4 +86,25 @@ class ConfigTable {
   std::shared_ptr<std::string> source_;
 };
 
+// "section.key" (just "key" at the top level), as ConfigTable names keys in its own messages.
+std::string ConfigKeyName(std::string_view section, std::string_view key);
+
+// "file:line: 'section.key'": the start of every message about a value that parses but is
+// wrong.
+std::string ConfigAt(const ConfigTable& table, std::string_view section, std::string_view key);
+
+// table.Get(key, out), then InvalidArgument "file:line: 'section.key' must be between min and
+// max, got v" unless min <= value <= max; the value is left as it was when the key is absent.
+template <typename T>
+Status GetBounded(ConfigTable& table, std::string_view section, std::string_view key, T min,
+                  T max, T* out) {
+  TRUSTMOE_RETURN_IF_ERROR(table.Get(key, out));
+  if (*out < min || *out > max) {
+    return Status::InvalidArgument(ConfigAt(table, section, key) + " must be between " +
+                                   std::to_string(min) + " and " + std::to_string(max) +
+                                   ", got " + std::to_string(*out));
+  }
+  return Status::Ok();
+}
+
 }  // namespace trustmoe

@@ -10,57 +10,7 @@ namespace {
 
 constexpr int64_t kHourMs = 3600 * 1000;
 
-// "runtime.device": keys are named as ConfigTable names them in its own messages.
-std::string KeyName(std::string_view section, std::string_view key) {
-  if (section.empty()) return std::string(key);
-  return std::string(section) + "." + std::string(key);
-}
-
-// "file:line: 'section.key'", the start of every message about a value.
-std::string At(const ConfigTable& table, std::string_view section, std::string_view key) {
-  return table.Where(key) + ": '" + KeyName(section, key) + "'";
-}
-
-// InvalidArgument "file:line: 'section.key' must be between min and max, got v" unless
-// min <= value <= max; the value is left as it was when the key is absent.
-template <typename T>
-Status GetBounded(ConfigTable& table, std::string_view section, std::string_view key, T min, T max,
-                  T* out) {
-  TRUSTMOE_RETURN_IF_ERROR(table.Get(key, out));
-  if (*out < min || *out > max) {
-    return Status::InvalidArgument(At(table, section, key) + " must be between " +
-                                   std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                                   std::to_string(*out));
-  }
-  return Status::Ok();
-}
-
-// Where an address is used: bound (port 0 picks a free port) or dialed.
-enum class AddressUse { kBind, kDial };
-
-Status CheckAddress(const ConfigTable& table, std::string_view section, std::string_view key,
-                    const std::string& address, AddressUse use) {
-  std::string host;
-  int port = 0;
-  TRUSTMOE_RETURN_IF_ERROR(
-      net::SplitHostPort(address, &host, &port).WithContext(At(table, section, key)));
-  if (use == AddressUse::kDial && port == 0) {
-    return Status::InvalidArgument(At(table, section, key) + ": '" + address +
-                                   "' has port 0, which cannot be dialed");
-  }
-  return Status::Ok();
-}
-
-// Plaintext gRPC is for loopback only (net/transport.h); refused here with file and line
-// rather than when the daemon binds or dials.
-Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
-                                std::string_view key, const std::string& address, net::TlsMode mode,
-                                AddressUse use) {
-  if (mode != net::TlsMode::kPlaintext || net::IsLoopbackAddress(address)) return Status::Ok();
-  return Status::InvalidArgument(At(table, section, key) + ": plaintext gRPC " +
-                                 (use == AddressUse::kBind ? "on" : "to") + " non-loopback " +
-                                 address + ": set [tls] mode = \"tls\" or \"mtls\"");
-}
+using net::AddressUse;
 
 Status ReadTopLevel(ConfigTable& root, EdgeConfig* c) {
   TRUSTMOE_RETURN_IF_ERROR(root.Require("identity_key", &c->identity_key));
@@ -69,16 +19,16 @@ Status ReadTopLevel(ConfigTable& root, EdgeConfig* c) {
   for (const char* key : {"identity_key", "data_dir", "genesis"}) {
     std::string value;
     TRUSTMOE_RETURN_IF_ERROR(root.Get(key, &value));
-    if (value.empty()) return Status::InvalidArgument(At(root, "", key) + " must not be empty");
+    if (value.empty()) return Status::InvalidArgument(ConfigAt(root, "", key) + " must not be empty");
   }
   TRUSTMOE_RETURN_IF_ERROR(root.Get("port_file", &c->port_file));
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<int64_t>(root, "", "drain_timeout_ms", 0, 600000, &c->drain_timeout_ms));
   TRUSTMOE_RETURN_IF_ERROR(root.Get("listen", &c->listen));
-  TRUSTMOE_RETURN_IF_ERROR(CheckAddress(root, "", "listen", c->listen, AddressUse::kBind));
+  TRUSTMOE_RETURN_IF_ERROR(net::CheckConfigAddress(root, "", "listen", c->listen, AddressUse::kBind));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable http, root.Table("http"));
   TRUSTMOE_RETURN_IF_ERROR(http.Get("listen", &c->http_listen));
-  return CheckAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
+  return net::CheckConfigAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
 }
 
 Status ReadLog(ConfigTable& root, EdgeConfig* c) {
@@ -99,18 +49,18 @@ Status ReadStoreAndChain(ConfigTable& root, EdgeConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
   TRUSTMOE_RETURN_IF_ERROR(store.Require("endpoints", &c->store_endpoints));
   if (c->store_endpoints.empty()) {
-    return Status::InvalidArgument(At(store, "store", "endpoints") +
+    return Status::InvalidArgument(ConfigAt(store, "store", "endpoints") +
                                    " must name at least one trustmoe-store \"host:port\"");
   }
   for (const std::string& endpoint : c->store_endpoints) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
+        net::CheckConfigAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
   }
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
   TRUSTMOE_RETURN_IF_ERROR(chain.Get("validators", &c->chain_validators));
   for (const std::string& endpoint : c->chain_validators) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
+        net::CheckConfigAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
   }
   TRUSTMOE_RETURN_IF_ERROR(GetBounded<int64_t>(chain, "chain", "registration_check_ms", 100,
                                                kHourMs, &c->registration_check_ms));
@@ -122,7 +72,7 @@ Status ReadRuntime(ConfigTable& root, EdgeConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable runtime, root.Table("runtime"));
   TRUSTMOE_RETURN_IF_ERROR(runtime.Get("device", &c->device));
   auto device = ParseDevice(c->device);
-  if (!device.ok()) return device.status().WithContext(At(runtime, "runtime", "device"));
+  if (!device.ok()) return device.status().WithContext(ConfigAt(runtime, "runtime", "device"));
   c->device = *device;
   // Resolved against the device once the whole file is read (CheckCombinations).
   c->dtype = "auto";
@@ -161,27 +111,27 @@ Status ReadLimits(ConfigTable& root, EdgeConfig* c) {
 Status CheckCombinations(ConfigTable& root, EdgeConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable runtime, root.Table("runtime"));
   auto dtype = ResolveDtype(c->dtype, c->device);
-  if (!dtype.ok()) return dtype.status().WithContext(At(runtime, "runtime", "dtype"));
+  if (!dtype.ok()) return dtype.status().WithContext(ConfigAt(runtime, "runtime", "dtype"));
   c->dtype = *dtype;
 
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable outbox, root.Table("outbox"));
   if (c->outbox_retry_min_ms > c->outbox_retry_max_ms) {
-    return Status::InvalidArgument(At(outbox, "outbox", "retry_min_ms") +
+    return Status::InvalidArgument(ConfigAt(outbox, "outbox", "retry_min_ms") +
                                    " is above 'outbox.retry_max_ms'");
   }
 
   const net::TlsMode mode = c->transport.mode;
   TRUSTMOE_RETURN_IF_ERROR(
-      CheckLoopbackIfPlaintext(root, "", "listen", c->listen, mode, AddressUse::kBind));
+      net::CheckLoopbackIfPlaintext(root, "", "listen", c->listen, mode, AddressUse::kBind));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
   for (const std::string& endpoint : c->store_endpoints) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
+        net::CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
   }
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
   for (const std::string& endpoint : c->chain_validators) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
+        net::CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
   }
   return Status::Ok();
 }

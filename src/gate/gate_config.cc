@@ -8,57 +8,7 @@ namespace {
 
 constexpr int64_t kHourMs = 3600 * 1000;
 
-// "jobs.call_timeout_ms": keys are named as ConfigTable names them in its own messages.
-std::string KeyName(std::string_view section, std::string_view key) {
-  if (section.empty()) return std::string(key);
-  return std::string(section) + "." + std::string(key);
-}
-
-// "file:line: 'section.key'", the start of every message about a value.
-std::string At(const ConfigTable& table, std::string_view section, std::string_view key) {
-  return table.Where(key) + ": '" + KeyName(section, key) + "'";
-}
-
-// InvalidArgument "file:line: 'section.key' must be between min and max, got v" unless
-// min <= value <= max; the value is left as it was when the key is absent.
-template <typename T>
-Status GetBounded(ConfigTable& table, std::string_view section, std::string_view key, T min, T max,
-                  T* out) {
-  TRUSTMOE_RETURN_IF_ERROR(table.Get(key, out));
-  if (*out < min || *out > max) {
-    return Status::InvalidArgument(At(table, section, key) + " must be between " +
-                                   std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                                   std::to_string(*out));
-  }
-  return Status::Ok();
-}
-
-// Where an address is used: bound (port 0 picks a free port) or dialed.
-enum class AddressUse { kBind, kDial };
-
-Status CheckAddress(const ConfigTable& table, std::string_view section, std::string_view key,
-                    const std::string& address, AddressUse use) {
-  std::string host;
-  int port = 0;
-  TRUSTMOE_RETURN_IF_ERROR(
-      net::SplitHostPort(address, &host, &port).WithContext(At(table, section, key)));
-  if (use == AddressUse::kDial && port == 0) {
-    return Status::InvalidArgument(At(table, section, key) + ": '" + address +
-                                   "' has port 0, which cannot be dialed");
-  }
-  return Status::Ok();
-}
-
-// Plaintext gRPC is for loopback only (net/transport.h); refused here with file and line
-// rather than when the daemon binds or dials.
-Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
-                                std::string_view key, const std::string& address, net::TlsMode mode,
-                                AddressUse use) {
-  if (mode != net::TlsMode::kPlaintext || net::IsLoopbackAddress(address)) return Status::Ok();
-  return Status::InvalidArgument(At(table, section, key) + ": plaintext gRPC " +
-                                 (use == AddressUse::kBind ? "on" : "to") + " non-loopback " +
-                                 address + ": set [tls] mode = \"tls\" or \"mtls\"");
-}
+using net::AddressUse;
 
 Status ReadTopLevel(ConfigTable& root, GateConfig* c) {
   TRUSTMOE_RETURN_IF_ERROR(root.Require("identity_key", &c->identity_key));
@@ -69,15 +19,15 @@ Status ReadTopLevel(ConfigTable& root, GateConfig* c) {
     std::string value;
     TRUSTMOE_RETURN_IF_ERROR(root.Get(key, &value));
     if (root.Has(key) && value.empty()) {
-      return Status::InvalidArgument(At(root, "", key) + " must not be empty");
+      return Status::InvalidArgument(ConfigAt(root, "", key) + " must not be empty");
     }
   }
   TRUSTMOE_RETURN_IF_ERROR(root.Get("port_file", &c->port_file));
   TRUSTMOE_RETURN_IF_ERROR(root.Get("listen", &c->listen));
-  TRUSTMOE_RETURN_IF_ERROR(CheckAddress(root, "", "listen", c->listen, AddressUse::kBind));
+  TRUSTMOE_RETURN_IF_ERROR(net::CheckConfigAddress(root, "", "listen", c->listen, AddressUse::kBind));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable http, root.Table("http"));
   TRUSTMOE_RETURN_IF_ERROR(http.Get("listen", &c->http_listen));
-  return CheckAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
+  return net::CheckConfigAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
 }
 
 Status ReadLog(ConfigTable& root, GateConfig* c) {
@@ -98,18 +48,18 @@ Status ReadStoreAndChain(ConfigTable& root, GateConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
   TRUSTMOE_RETURN_IF_ERROR(store.Require("endpoints", &c->store_endpoints));
   if (c->store_endpoints.empty()) {
-    return Status::InvalidArgument(At(store, "store", "endpoints") +
+    return Status::InvalidArgument(ConfigAt(store, "store", "endpoints") +
                                    " must name at least one trustmoe-store \"host:port\"");
   }
   for (const std::string& endpoint : c->store_endpoints) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
+        net::CheckConfigAddress(store, "store", "endpoints", endpoint, AddressUse::kDial));
   }
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
   TRUSTMOE_RETURN_IF_ERROR(chain.Get("validators", &c->chain_validators));
   for (const std::string& endpoint : c->chain_validators) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
+        net::CheckConfigAddress(chain, "chain", "validators", endpoint, AddressUse::kDial));
   }
   return GetBounded<int64_t>(chain, "chain", "submit_timeout_ms", 1, kHourMs,
                              &c->submit_timeout_ms);
@@ -140,16 +90,16 @@ Status ReadJobsAndEdges(ConfigTable& root, GateConfig* c) {
 Status CheckPlaintextAddresses(ConfigTable& root, const GateConfig& c) {
   const net::TlsMode mode = c.transport.mode;
   TRUSTMOE_RETURN_IF_ERROR(
-      CheckLoopbackIfPlaintext(root, "", "listen", c.listen, mode, AddressUse::kBind));
+      net::CheckLoopbackIfPlaintext(root, "", "listen", c.listen, mode, AddressUse::kBind));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
   for (const std::string& endpoint : c.store_endpoints) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
+        net::CheckLoopbackIfPlaintext(store, "store", "endpoints", endpoint, mode, AddressUse::kDial));
   }
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable chain, root.Table("chain"));
   for (const std::string& endpoint : c.chain_validators) {
     TRUSTMOE_RETURN_IF_ERROR(
-        CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
+        net::CheckLoopbackIfPlaintext(chain, "chain", "validators", endpoint, mode, AddressUse::kDial));
   }
   return Status::Ok();
 }

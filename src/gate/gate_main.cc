@@ -31,7 +31,10 @@ int Run(const std::string& config_path) {
     std::fprintf(stderr, "trustmoe-gate: %s\n", s.ToString().c_str());
     return 2;
   }
-  config->transport.message_bytes_max =
+  // JobService's own limit; the gate's clients of the store, the validators and the edges keep
+  // theirs.
+  net::TransportConfig serving = config->transport;
+  serving.message_bytes_max =
       static_cast<int>(std::min<uint64_t>(config->request_bytes_max + (64 << 10), INT_MAX));
   MetricsRegistry metrics;
   auto node = GateNode::Open(*config, &metrics);
@@ -40,7 +43,7 @@ int Run(const std::string& config_path) {
     return 2;
   }
   JobService service(node->get(), config->request_bytes_max);
-  auto server = net::StartServer(config->listen, config->transport, {&service});
+  auto server = net::StartServer(config->listen, serving, {&service});
   if (!server.ok()) {
     TM_ERROR("{}", server.status().ToString());
     return 1;

@@ -221,4 +221,26 @@ Status FromGrpcStatus(const grpc::Status& status) {
   return Status(status_code, status.error_message());
 }
 
+Status CheckConfigAddress(const ConfigTable& table, std::string_view section, std::string_view key,
+                          const std::string& address, AddressUse use) {
+  std::string host;
+  int port = 0;
+  TRUSTMOE_RETURN_IF_ERROR(
+      SplitHostPort(address, &host, &port).WithContext(ConfigAt(table, section, key)));
+  if (use == AddressUse::kDial && port == 0) {
+    return Status::InvalidArgument(ConfigAt(table, section, key) + ": '" + address +
+                                   "' has port 0, which cannot be dialed");
+  }
+  return Status::Ok();
+}
+
+Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
+                                std::string_view key, const std::string& address, TlsMode mode,
+                                AddressUse use) {
+  if (mode != TlsMode::kPlaintext || IsLoopbackAddress(address)) return Status::Ok();
+  return Status::InvalidArgument(ConfigAt(table, section, key) + ": plaintext gRPC " +
+                                 (use == AddressUse::kBind ? "on" : "to") + " non-loopback " +
+                                 address + ": set [tls] mode = \"tls\" or \"mtls\"");
+}
+
 }  // namespace trustmoe::net

@@ -35,6 +35,20 @@ struct TransportConfig {
 // With mode tls or mtls, cert, key and ca must all be set and readable (a daemon serves and
 // calls); otherwise InvalidArgument naming the key.
 Status ParseTransportConfig(ConfigTable& table, TransportConfig* out);
+
+// Where a configured address is used: bound (port 0 picks a free port) or dialed.
+enum class AddressUse { kBind, kDial };
+
+// InvalidArgument "file:line: 'section.key': ..." unless `address` is "host:port" (port 0 only
+// to bind).
+Status CheckConfigAddress(const ConfigTable& table, std::string_view section, std::string_view key,
+                          const std::string& address, AddressUse use);
+
+// Plaintext gRPC is for loopback only: InvalidArgument with file and line for a non-loopback
+// `address` under `mode` plaintext, rather than a refusal when the daemon binds or dials.
+Status CheckLoopbackIfPlaintext(const ConfigTable& table, std::string_view section,
+                                std::string_view key, const std::string& address, TlsMode mode,
+                                AddressUse use);
 Result<TlsMode> ParseTlsMode(std::string_view s);
 
 // "host:port" (or "[v6]:port") split; InvalidArgument unless there is a host and the port is
