@@ -11,6 +11,7 @@ TRUSTMOE_PACKAGES=(
   libtorch-dev zlib1g-dev
   dataset-fashion-mnist
   python3-numpy python3-torch
+  python3-grpcio python3-protobuf python3-grpc-tools python3-cryptography  # examples/python
 )
 
 trustmoe_install_deps() {
