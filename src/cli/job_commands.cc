@@ -164,6 +164,12 @@ std::string ProgressLine(const v1::JobProgress& p) {
     if (!p.detail().empty()) line += " (" + p.detail() + ")";
     return line;
   }
+  if (p.state() == "running" && p.steps_total() == 0) {
+    // Before its first step: loading data, publishing experts, placing them.
+    line = "starting";
+    if (!p.detail().empty()) line += " (" + p.detail() + ")";
+    return line;
+  }
   if (p.state() != "running") line = p.state() + " ";
   char buf[160];
   if (p.steps_total() > 0) {

@@ -257,7 +257,16 @@ Status EdgeNode::CheckPublished(const std::string& cid_text) {
   TRUSTMOE_RETURN_IF_ERROR(ledger::CheckCidSyntax(cid_text).WithContext("expert_cid"));
   // f + 1 validators must agree: no f byzantine ones can make this edge run an unpublished
   // expert (a fault against it).
-  auto published = chain_->KeyPresentOnQuorum(ledger::ExpertKey(cid_text), genesis_.f + 1);
+  // Validators a block or two behind answer "absent" for an expert published a moment ago
+  // (the gate calls a new version as soon as it is committed): absence is asked again for a
+  // short while before it is believed.
+  constexpr int kAbsentRetries = 20;  // x 100 ms
+  Result<bool> published = false;
+  for (int attempt = 0;; ++attempt) {
+    published = chain_->KeyPresentOnQuorum(ledger::ExpertKey(cid_text), genesis_.f + 1);
+    if (!published.ok() || *published || attempt == kAbsentRetries) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   if (!published.ok()) {
     return Status::Unavailable("cannot ask the chain whether expert " + cid_text +
                                " is published: " + published.status().ToString());
@@ -511,6 +520,11 @@ Result<UpdateResult> EdgeNode::Update(const UpdateRequest& req) {
         }
         sources.push_back(std::move(record).value());
         break;
+      }
+      if (status().standing == Standing::kBlacklisted) {
+        return Status::FailedPrecondition(
+            "this edge is blacklisted on the chain: its results are refused, so source " + key +
+            " will not commit");
       }
       if (Clock::now() > deadline) {
         return Status::Unavailable("source " + key + " is not on the chain after " +

@@ -242,6 +242,7 @@ class EdgeExperts::Impl {
     }
     size_t failed = 0;
     Status last;
+    std::vector<crypto::PublicKey> drop;
     for (size_t i = 0; i < pending.size(); ++i) {
       Result<std::string> child = futures[i].get();
       std::lock_guard lock(mu_);
@@ -251,13 +252,31 @@ class EdgeExperts::Impl {
       } else {
         ++failed;
         last = child.status();
+        if (++edges_[pending[i].edge].failures >= kFailuresToDrop) {
+          drop.push_back(pending[i].edge);
+        }
         TM_WARN("job {}: update of expert {} on edge {} failed, keeping {}: {}", options_.job,
                 pending[i].index, Hex8(pending[i].edge), pending[i].parent,
                 child.status().ToString());
       }
     }
-    if (failed == pending.size()) {
-      return last.WithContext("every expert update of step " + std::to_string(step) + " failed");
+    for (const auto& edge : drop) Drop(edge, "its updates keep failing: " + last.message());
+    if (!drop.empty()) {
+      std::vector<uint32_t> changed;
+      {
+        std::lock_guard lock(mu_);
+        changed.swap(pending_placement_);
+      }
+      if (Status s = RecordPlacement(changed); !s.ok()) {
+        TM_WARN("job {}: recording the new placement: {}", options_.job, s.ToString());
+      }
+    }
+    // A step whose updates all failed leaves the experts as they were; only a run of them (the
+    // chain or the store gone) stops the job.
+    all_failed_steps_ = failed == pending.size() ? all_failed_steps_ + 1 : 0;
+    if (all_failed_steps_ >= kFailuresToDrop) {
+      return last.WithContext("every expert update failed in " + std::to_string(all_failed_steps_) +
+                              " steps in a row (last: step " + std::to_string(step) + ")");
     }
     return Status::Ok();
   }
@@ -386,13 +405,14 @@ class EdgeExperts::Impl {
     return n;
   }
 
-  // Tops slot i's holders up to R from the serving edges holding the fewest experts, skipping
-  // `avoid`. True when holders were added. Caller holds mu_.
-  bool FillHolders(uint32_t i, const std::set<crypto::PublicKey>& avoid) {
+  // Tops slot i's holders up to `target` (R by default) from the serving edges holding the
+  // fewest experts, skipping `avoid`. True when holders were added. Caller holds mu_.
+  bool FillHolders(uint32_t i, const std::set<crypto::PublicKey>& avoid, size_t target = 0) {
     Slot& slot = slots_[i];
     std::erase_if(slot.holders, [&](const auto& k) { return edges_[k].dropped; });
+    if (target == 0) target = options_.spec.replication;
     bool added = false;
-    while (slot.holders.size() < options_.spec.replication) {
+    while (slot.holders.size() < target) {
       std::map<crypto::PublicKey, size_t> load;
       for (const auto& [k, e] : edges_) {
         if (!e.dropped && !avoid.count(k) &&
@@ -541,11 +561,9 @@ class EdgeExperts::Impl {
         }
         if (usable.empty()) {
           // Every holder failed this call: place the expert on one more edge for it.
+          std::erase_if(slot.holders, [&](const auto& k) { return edges_[k].dropped; });
           const size_t before = slot.holders.size();
-          const uint32_t r = options_.spec.replication;
-          options_.spec.replication = static_cast<uint32_t>(slot.holders.size()) + 1;
-          FillHolders(index, tried);
-          options_.spec.replication = r;
+          FillHolders(index, tried, before + 1);
           if (slot.holders.size() == before) break;
           pending_placement_.push_back(index);
           usable.push_back(slot.holders.back());
@@ -668,6 +686,14 @@ class EdgeExperts::Impl {
       if (tx.status().code() != StatusCode::kNotFound) {
         return tx.status().WithContext("waiting for the update to commit");
       }
+      if (poll % 40 == 0) {
+        // A blacklisted edge's update never commits: do not wait the whole timeout for it.
+        auto node = chain_->GetNode(edge);
+        if (node.ok() && node->has_value() && (*node)->reputation.blacklisted) {
+          return Status::FailedPrecondition("edge " + Hex8(edge) +
+                                            " is blacklisted: its update will not commit");
+        }
+      }
       if (poll % 8 == 0) {
         auto page = chain_->ScanState(child_key, "", 1);
         if (page.ok() && !page->entries.empty() && page->entries[0].first == child_key) {
@@ -692,6 +718,7 @@ class EdgeExperts::Impl {
   std::map<crypto::PublicKey, EdgeConn> edges_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> pending_placement_;
+  int all_failed_steps_ = 0;  // consecutive steps whose expert updates all failed
   std::vector<std::pair<crypto::PublicKey, uint64_t>> unsettled_;  // results awaiting a verdict
   ExpertCallStats stats_;
   std::unique_ptr<VerdictTracker> tracker_;
