@@ -100,6 +100,9 @@ int Run(const std::string& config_path) {
 }  // namespace trustmoe::gate
 
 int main(int argc, char** argv) {
+  // Before any thread starts: otherwise SIGTERM can reach a thread that does not block it and
+  // kill the gate at once instead of stopping its jobs at a step.
+  trustmoe::BlockShutdownSignals();
   CLI::App app{"trustmoe-gate: the TrustMoE job service"};
   std::string config_path;
   app.add_option("-c,--config", config_path, "TOML config file")->required();

@@ -627,11 +627,14 @@ Status GateNode::RunJobInner(const std::string& job_id, Running* running) {
   auto save_placement = [&](v1::StoredJob* job) {
     std::lock_guard lock(placement_mu);
     if (latest_placement.empty()) return;
+    // A placement names the version it was made for; the job table keeps the version called
+    // now, which a resumed job starts from.
+    const std::vector<std::string> current = experts->ExpertCids();
     job->mutable_info()->clear_placement();
     for (const auto& e : latest_placement) {
       v1::ExpertPlacement* p = job->mutable_info()->add_placement();
       p->set_index(e.index);
-      p->set_cid(e.expert_cid);
+      p->set_cid(current[e.index]);
       for (const auto& k : e.edges) p->add_edges(k.bytes().data(), k.bytes().size());
     }
   };

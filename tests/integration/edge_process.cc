@@ -104,6 +104,13 @@ int EdgeProcess::Stop() {
   return result.exit_code;
 }
 
+void EdgeProcess::Kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 Status EdgeProcess::Restart() {
   if (pid_ > 0) Stop();
   return Launch();

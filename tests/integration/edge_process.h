@@ -49,6 +49,8 @@ class EdgeProcess {
   // SIGTERM and wait (SIGKILL after a deadline, failing the test). The exit code, or -1 when it
   // was killed or not running.
   int Stop();
+  // SIGKILL and reap: an edge that dies without draining.
+  void Kill9();
   // Starts again on the same data directory and key (after Stop), with options() as they are
   // now; the ports change.
   Status Restart();

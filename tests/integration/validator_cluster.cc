@@ -204,7 +204,13 @@ std::optional<ReportedHead> ValidatorCluster::Head(uint32_t i) const {
 
 ledger::Tx ValidatorCluster::RegisterEdge(const std::string& name) const {
   crypto::PrivateKey edge = crypto::PrivateKey::Generate().value();
-  ledger::RegisterNode body{edge.public_key(), ledger::NodeRole::kEdge, name, ""};
+  return RegisterNode(edge.public_key(), ledger::NodeRole::kEdge, name, "");
+}
+
+ledger::Tx ValidatorCluster::RegisterNode(const crypto::PublicKey& key, ledger::NodeRole role,
+                                          const std::string& name,
+                                          const std::string& endpoint) const {
+  ledger::RegisterNode body{key, role, name, endpoint};
   return ledger::MakeTx(genesis_.chain_id, ledger::TxType::kRegisterNode, admin_,
                         ledger::FreshNonce(), body.Encode());
 }

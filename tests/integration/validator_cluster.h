@@ -66,6 +66,9 @@ class ValidatorCluster {
 
   // A RegisterNode transaction for a fresh edge key, signed by the admin.
   ledger::Tx RegisterEdge(const std::string& name) const;
+  // A RegisterNode transaction for `key` with `role`, signed by the admin.
+  ledger::Tx RegisterNode(const crypto::PublicKey& key, ledger::NodeRole role,
+                          const std::string& name, const std::string& endpoint) const;
 
  private:
   struct Member {
