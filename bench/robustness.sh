@@ -11,6 +11,7 @@
 # (gnuplot).
 #
 #   BUILD_DIR=build bench/robustness.sh [TRAIN_ITEMS [TEST_ITEMS]]
+#   bench/robustness.sh --plot     only the plot, from docs/results/robustness.tsv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${BUILD_DIR:-build}")
@@ -24,6 +25,8 @@ source bench/lib/stack.sh
 trap stack_down EXIT
 mkdir -p "$work" "$out"
 started=$(date +%s)
+plot_only=""
+[ "${1:-}" = --plot ] && plot_only=1
 
 spec() {  # spec FILE KIND MODE [BASE_MODEL]
   cat >"$1" <<TOML
@@ -78,6 +81,7 @@ print("%s\t%s\t%s\t%s\t%.4f\t%.3f\t%d\t%d\t%d\t%s" % (sys.argv[1], sys.argv[2], 
   echo "    $row"
 }
 
+if [ -z "$plot_only" ]; then
 : >"$work/rows.tsv"
 echo "==> centralised reference (one process)"
 spec "$work/ref.toml" training off
@@ -158,6 +162,8 @@ open(f"{out}/robustness-table.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 print(f"\n{len(rows)} runs in {elapsed // 60} min {elapsed % 60} s; train items {train_items}, test items {test_items}")
 PY
+fi
+ref_acc=$(awk -F'\t' '$1 == "reference" { print $5 }' "$out/robustness.tsv")
 
 # The plot: accuracy against the number of malicious edges, one line per phase/attack/verify.
 if ! command -v gnuplot >/dev/null; then
@@ -182,13 +188,14 @@ with open(f"{out}/robustness.dat", "w") as f:
         f.write("\n\n")
 PY
 gnuplot <<GP
-set terminal pngcairo size 1000,600
+set terminal pngcairo size 900,700
 set output "$out/robustness.png"
-set title "Test accuracy with malicious edges (8 edges, 8-expert top-2 MoE, Fashion-MNIST)"
+set title "Test accuracy with malicious edges\n(8 edges, 8-expert top-2 MoE, Fashion-MNIST)"
 set xlabel "malicious edges (of 8)"
 set ylabel "test accuracy (%)"
 set xtics 0,1,2
-set key outside right
+set key below maxrows 5
+set datafile missing "?"
 stats "$out/robustness.dat" nooutput
 plot for [i=0:STATS_blocks-1] "$out/robustness.dat" index i with linespoints title columnheader(1), \
      $(/usr/bin/python3 -c "print(100*$ref_acc)") with lines dashtype 2 lc "black" title "centralised reference"
