@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "common/config.h"
+
 namespace trustmoe {
 
 namespace {
@@ -213,6 +215,20 @@ Status InitLogging(const LogOptions& opts) {
   logger->set_level(level);
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));
+  return Status::Ok();
+}
+
+Status ReadLogSection(ConfigTable& root, LogOptions* out) {
+  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &out->level));
+  if (auto level = ParseLogLevel(out->level); !level.ok()) {
+    return level.status().WithContext(log.Where("level"));
+  }
+  std::string format = "text";
+  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
+  auto parsed = ParseLogFormat(format);
+  if (!parsed.ok()) return parsed.status().WithContext(log.Where("format"));
+  out->format = *parsed;
   return Status::Ok();
 }
 

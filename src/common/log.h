@@ -25,6 +25,11 @@ struct LogOptions {
 // Parses "text" / "json". InvalidArgument otherwise.
 Result<LogFormat> ParseLogFormat(std::string_view s);
 
+class ConfigTable;
+// A daemon config's [log] section: level and format into `out`, each checked, errors with the
+// file and line of the key.
+Status ReadLogSection(ConfigTable& root, LogOptions* out);
+
 // Installs the default logger: text lines "2026-11-24T16:00:00.123Z info [trustmoe-store] msg"
 // or JSON lines {"ts":..,"level":..,"process":..,"msg":..} on stderr. InvalidArgument for an
 // unknown level. Safe to call again (replaces the logger).

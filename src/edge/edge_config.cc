@@ -31,20 +31,6 @@ Status ReadTopLevel(ConfigTable& root, EdgeConfig* c) {
   return net::CheckConfigAddress(http, "http", "listen", c->http_listen, AddressUse::kBind);
 }
 
-Status ReadLog(ConfigTable& root, EdgeConfig* c) {
-  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &c->log.level));
-  if (auto level = ParseLogLevel(c->log.level); !level.ok()) {
-    return level.status().WithContext(log.Where("level"));
-  }
-  std::string format = "text";
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
-  auto parsed = ParseLogFormat(format);
-  if (!parsed.ok()) return parsed.status().WithContext(log.Where("format"));
-  c->log.format = *parsed;
-  return Status::Ok();
-}
-
 Status ReadStoreAndChain(ConfigTable& root, EdgeConfig* c) {
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable store, root.Table("store"));
   TRUSTMOE_RETURN_IF_ERROR(store.Require("endpoints", &c->store_endpoints));
@@ -139,7 +125,7 @@ Status CheckCombinations(ConfigTable& root, EdgeConfig* c) {
 Result<EdgeConfig> Read(ConfigTable root) {
   EdgeConfig config;
   TRUSTMOE_RETURN_IF_ERROR(ReadTopLevel(root, &config));
-  TRUSTMOE_RETURN_IF_ERROR(ReadLog(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadLogSection(root, &config.log));
   TRUSTMOE_RETURN_IF_ERROR(ReadStoreAndChain(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(ReadRuntime(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));

@@ -69,13 +69,7 @@ Result<StoreConfig> LoadStoreConfig(const std::string& path) {
   TRUSTMOE_RETURN_IF_ERROR(
       net::SplitHostPort(config.listen, &host, &port).WithContext(root.Where("listen")));
 
-  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &config.log.level));
-  std::string format = "text";
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
-  auto parsed_format = ParseLogFormat(format);
-  if (!parsed_format.ok()) return parsed_format.status().WithContext(log.Where("format"));
-  config.log.format = *parsed_format;
+  TRUSTMOE_RETURN_IF_ERROR(ReadLogSection(root, &config.log));
 
   TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));
   TRUSTMOE_RETURN_IF_ERROR(ReadWriters(root, &config));

@@ -31,20 +31,6 @@ Status ReadAddresses(ConfigTable& root, ValidatorConfig* config) {
   return Status::Ok();
 }
 
-Status ReadLog(ConfigTable& root, ValidatorConfig* config) {
-  TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable log, root.Table("log"));
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("level", &config->log.level));
-  if (auto level = ParseLogLevel(config->log.level); !level.ok()) {
-    return level.status().WithContext(log.Where("level"));
-  }
-  std::string format = "text";
-  TRUSTMOE_RETURN_IF_ERROR(log.Get("format", &format));
-  auto parsed = ParseLogFormat(format);
-  if (!parsed.ok()) return parsed.status().WithContext(log.Where("format"));
-  config->log.format = *parsed;
-  return Status::Ok();
-}
-
 constexpr int64_t kHourMs = 3600 * 1000;
 
 Status ReadLimits(ConfigTable& root, ValidatorConfig* c) {
@@ -153,7 +139,7 @@ Result<ValidatorConfig> Read(ConfigTable root) {
   TRUSTMOE_RETURN_IF_ERROR(
       GetBounded<int64_t>(root, "drain_timeout_ms", 0, 600000, &config.drain_timeout_ms));
   TRUSTMOE_RETURN_IF_ERROR(ReadAddresses(root, &config));
-  TRUSTMOE_RETURN_IF_ERROR(ReadLog(root, &config));
+  TRUSTMOE_RETURN_IF_ERROR(ReadLogSection(root, &config.log));
   TRUSTMOE_RETURN_IF_ERROR(ReadLimits(root, &config));
   TRUSTMOE_ASSIGN_OR_RETURN(ConfigTable tls, root.Table("tls"));
   TRUSTMOE_RETURN_IF_ERROR(net::ParseTransportConfig(tls, &config.transport));
